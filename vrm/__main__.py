@@ -1,0 +1,5 @@
+import sys
+
+from vrm.cli import main
+
+sys.exit(main())

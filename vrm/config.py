@@ -1,0 +1,99 @@
+"""Loading and validation of the experiment configuration."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from vrm.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCHEMA_PATH = REPO_ROOT / "workflows" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = REPO_ROOT / "workflows" / "config" / "default.yaml"
+
+
+def _describe(path: list) -> str:
+    return ".".join(str(part) for part in path) or "(top level)"
+
+
+def _explain(error: jsonschema.ValidationError) -> str:
+    """Turn a jsonschema error into a message naming the key, the value and what is allowed."""
+    where = _describe(list(error.absolute_path))
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = [key for key in error.instance if key not in allowed]
+        hints = []
+        for key in extra:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return f"config: unknown key {', '.join(hints)} in {where}; allowed keys: {', '.join(allowed)}"
+    if error.validator == "required":
+        return f"config: {where}: {error.message}"
+    if error.validator == "enum":
+        return f"config: {where} = {error.instance!r} is not allowed; allowed values: {error.validator_value}"
+    if error.validator == "type":
+        return f"config: {where} = {error.instance!r} has the wrong type; expected {error.validator_value}"
+    return f"config: {where} = {error.instance!r}: {error.message}"
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Check `config` against the schema and the cross-key rules; return it unchanged.
+
+    Raises UserError naming the key, the value and what is allowed.
+    """
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise UserError("\n".join(_explain(error) for error in errors[:5]))
+
+    fractions = config.get("split", {}).get("fractions")
+    if fractions and abs(sum(fractions.values()) - 1.0) > 1e-6:
+        raise UserError(f"config: split.fractions must sum to 1, not {sum(fractions.values())}")
+    names = [benchmark["name"] for benchmark in config["benchmarks"]]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates or "in-distribution" in names:
+        raise UserError(f"config: benchmark names must be unique and not 'in-distribution': {duplicates or names}")
+    baseline = config["evaluation"].get("baseline", "bt")
+    if baseline not in config["methods"]:
+        raise UserError(
+            f"config: evaluation.baseline = {baseline!r} is not one of the methods: {', '.join(config['methods'])}"
+        )
+    return config
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Merge `override` into a copy of `base`: nested mappings merge, other values replace."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_config(*paths: str | Path) -> dict[str, Any]:
+    """Load the default config, merge each file in `paths` over it, and validate."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"config file not found: {path}")
+        config = merge(config, yaml.safe_load(path.read_text()) or {})
+    return validate_config(config)
+
+
+def resolve_data_root(config: dict[str, Any]) -> str | None:
+    """Return config `data_root`, else the environment variable VRM_DATA_ROOT, else None."""
+    return config.get("data_root") or os.environ.get("VRM_DATA_ROOT") or None
+
+
+def method_options(config: dict[str, Any], method: str) -> dict[str, Any]:
+    return dict(config["methods"].get(method) or {})

@@ -1,0 +1,1 @@
+"""Evaluation: scoring benchmark pairs and computing metrics."""

@@ -1,0 +1,312 @@
+"""The stages of the DAG. Each Snakemake rule calls one function here with its paths."""
+
+from __future__ import annotations
+
+from collections import Counter
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vrm.config import method_options, resolve_data_root
+from vrm.errors import UserError
+from vrm.io import write_csv, write_json, write_parquet, write_text
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+
+
+# Prepare: sources -> one table of pairs with a split per pair.
+
+
+def _sources_by_role(config: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """Map each training source to its training set, and list the benchmark-only sources."""
+    training: dict[str, str] = {}
+    for train_set, spec in config["train_sets"].items():
+        for source in spec["sources"]:
+            if source in training:
+                raise UserError(
+                    f"config: source {source!r} is in train_sets {training[source]!r} and {train_set!r}; "
+                    "a source may belong to one training set"
+                )
+            training[source] = train_set
+    benchmark_only = [s for s in config.get("benchmark_sources", {}) if s not in training]
+    for spec in config["benchmarks"]:
+        if spec["source"] not in training and spec["source"] not in benchmark_only:
+            raise UserError(
+                f"config: benchmark {spec['name']!r} reads source {spec['source']!r}, which is in neither "
+                "train_sets nor benchmark_sources; add it to benchmark_sources"
+            )
+    return training, benchmark_only
+
+
+def prepare(config: dict[str, Any], pairs_path: str, report_path: str, report_dir: str) -> pd.DataFrame:
+    """Load every source, deduplicate, split by prompt group, subsample, and write the pairs."""
+    from vrm.data.schema import DropReport
+    from vrm.data.sources import load_source
+    from vrm.data.split import assign_splits, dedupe_pairs, prompt_group, subsample_groups
+
+    data_root = resolve_data_root(config)
+    training, benchmark_only = _sources_by_role(config)
+    split_seed = config.get("split", {}).get("seed", 0)
+    fractions = config.get("split", {}).get("fractions", {"train": 0.6, "validation": 0.2, "test": 0.2})
+
+    frames, summary = [], {}
+    for source in list(training) + benchmark_only:
+        pairs, report = load_source(source, data_root=data_root)
+        rows_before = len(pairs)
+        pairs = dedupe_pairs(pairs, report)
+        report.pairs_kept = len(pairs)
+        report.write(Path(report_dir) / f"{source}.json")
+        pairs = pairs.copy()
+        pairs["group"] = pairs["prompt"].map(prompt_group)
+        pairs["train_set"] = training.get(source, "")
+        frames.append(pairs)
+        summary[source] = {"loaded": rows_before, "after_dedupe": len(pairs), **report.to_dict()}
+        log.info("%s: %d rows read, %d pairs kept, dropped %s", source, report.rows_read, len(pairs), dict(report.dropped))
+
+    pairs = pd.concat(frames, ignore_index=True)
+    pairs["split"] = assign_splits(pairs, fractions=fractions, seed=split_seed).to_numpy()
+
+    # Subsample training sets by whole prompt groups.
+    keep = pd.Series(True, index=pairs.index)
+    for train_set, spec in config["train_sets"].items():
+        members = pairs["train_set"] == train_set
+        if spec.get("max_pairs_per_source"):
+            for source in spec["sources"]:
+                rows = pairs[members & (pairs["source"] == source)]
+                kept = subsample_groups(rows, spec["max_pairs_per_source"], split_seed)
+                keep[rows.index.difference(kept.index)] = False
+        if spec.get("max_pairs"):
+            rows = pairs[members & keep]
+            kept = subsample_groups(rows, spec["max_pairs"], split_seed)
+            keep[rows.index.difference(kept.index)] = False
+
+    # Benchmark-only sources: every pair is a test pair, except prompts seen in training.
+    seen = set(pairs.loc[keep & (pairs["train_set"] != "") & pairs["split"].isin(["train", "validation"]), "group"])
+    benchmark_rows = pairs["train_set"] == ""
+    pairs.loc[benchmark_rows, "split"] = "test"
+    leaked = benchmark_rows & pairs["group"].isin(seen)
+    for source, spec in config.get("benchmark_sources", {}).items():
+        rows = pairs[(pairs["source"] == source) & ~leaked]
+        if spec and spec.get("max_pairs"):
+            kept = subsample_groups(rows, spec["max_pairs"], split_seed)
+            keep[rows.index.difference(kept.index)] = False
+
+    for source in summary:
+        rows = pairs["source"] == source
+        summary[source]["subsampled_out"] = int((rows & ~keep & ~leaked).sum())
+        summary[source]["left_out_prompt_in_training"] = int((rows & leaked).sum())
+        final = pairs[rows & keep & ~leaked]
+        summary[source]["final"] = {split: int((final["split"] == split).sum()) for split in SPLITS}
+    pairs = pairs[keep & ~leaked].reset_index(drop=True)
+    if pairs.empty:
+        raise UserError("no pairs left after filtering; check data_root and the train_sets in the config")
+    for train_set in config["train_sets"]:
+        counts = Counter(pairs.loc[pairs["train_set"] == train_set, "split"])
+        for split in SPLITS:
+            if counts[split] < 2:
+                raise UserError(
+                    f"training set {train_set!r} has {counts[split]} pair(s) in its {split} split; "
+                    "raise max_pairs or add sources"
+                )
+        summary[f"train_set:{train_set}"] = {split: counts[split] for split in SPLITS}
+
+    write_parquet(pairs_path, pairs)
+    write_json(report_path, summary)
+    log.info("wrote %d pairs to %s", len(pairs), pairs_path)
+    return pairs
+
+
+# Features: pairs -> frozen backbone representations.
+
+
+def features(config: dict[str, Any], pairs_path: str, features_path: str, threads: int) -> None:
+    """Encode h_x and h_xy of every pair with the frozen backbone, through the feature cache."""
+    from vrm.backbones.cache import FeatureCache
+    from vrm.backbones.encoder import Backbone
+    from vrm.backbones.features import build_pair_features, save_pair_features
+
+    settings = config["backbone"]
+    pairs = pd.read_parquet(pairs_path)
+    backbone = Backbone(settings["name"], trust_remote_code=settings.get("trust_remote_code", False))
+    cache = FeatureCache(config.get("cache_dir", "results/cache"))
+    tensors = build_pair_features(
+        pairs["prompt"].tolist(), pairs["chosen"].tolist(), pairs["rejected"].tolist(),
+        backbone=backbone, cache=cache, max_length=settings.get("max_length", 256),
+        batch_size=settings.get("batch_size", 64), threads=threads,
+    )
+    metadata = {
+        "backbone": settings["name"],
+        "fingerprint": backbone.fingerprint,
+        "max_length": str(settings.get("max_length", 256)),
+        "pairs": str(len(pairs)),
+    }
+    save_pair_features(features_path, tensors, metadata)
+    log.info("wrote features of %d pairs to %s", len(pairs), features_path)
+
+
+def _load_features(pairs_path: str, features_path: str):
+    import torch
+
+    from vrm.backbones.features import load_pair_features
+
+    pairs = pd.read_parquet(pairs_path)
+    tensors, _ = load_pair_features(features_path)
+    if tensors["chosen"].shape[0] != len(pairs):
+        raise UserError(
+            f"{features_path} holds {tensors['chosen'].shape[0]} pairs but {pairs_path} has {len(pairs)}; "
+            "delete the features file and rerun"
+        )
+    for key, value in tensors.items():
+        if not torch.isfinite(value).all():
+            bad = int((~torch.isfinite(value)).any(dim=1).nonzero()[0, 0])
+            raise UserError(
+                f"{features_path}: {key} features of pair {pairs['pair_id'].iloc[bad]} contain NaN or infinite "
+                "values; delete the file and the feature cache, then rerun"
+            )
+    return pairs, tensors
+
+
+def _rows(tensors, index: np.ndarray):
+    import torch
+
+    position = torch.as_tensor(index, dtype=torch.long)
+    return {key: value[position] for key, value in tensors.items()}
+
+
+# Train: one method, one seed, one training set.
+
+
+def train(config: dict[str, Any], pairs_path: str, features_path: str, train_set: str, method: str,
+          seed: int, model_dir: str, threads: int) -> None:
+    from vrm.methods import load_plugins
+    from vrm.train import TrainConfig, save_model, train_method
+
+    load_plugins(config.get("plugins", []))
+    pairs, tensors = _load_features(pairs_path, features_path)
+    members = pairs["train_set"] == train_set
+    train_index = np.flatnonzero(members & (pairs["split"] == "train"))
+    validation_index = np.flatnonzero(members & (pairs["split"] == "validation"))
+    log.info("%s on %s, seed %d: %d train pairs, %d validation pairs",
+             method, train_set, seed, len(train_index), len(validation_index))
+
+    train_config = TrainConfig(**config.get("training", {}), seed=seed, threads=threads)
+    options = method_options(config, method)
+    result = train_method(method, options, _rows(tensors, train_index), _rows(tensors, validation_index), train_config)
+    save_model(result, method, options, train_config, model_dir)
+    if result.report.get("inactive_z") or result.report.get("inactive_w"):
+        log.info("inactive latent dimensions (mean KL < %s nats): z %s, w %s",
+                 result.report.get("inactive_threshold_nats"), result.report.get("inactive_z"),
+                 result.report.get("inactive_w", []))
+
+
+# Evaluate: score every test pair.
+
+
+def evaluate(config: dict[str, Any], pairs_path: str, features_path: str, model_dir: str, scores_path: str) -> None:
+    import torch
+
+    from vrm.methods import load_plugins
+    from vrm.train import load_model, set_seed
+
+    load_plugins(config.get("plugins", []))
+    pairs, tensors = _load_features(pairs_path, features_path)
+    test_index = np.flatnonzero(pairs["split"] == "test")
+    set_seed(0)
+    model = load_model(model_dir)
+    samples = config["evaluation"].get("probability_samples", 0)
+    batch = _rows(tensors, test_index)
+    with torch.no_grad():
+        reward_chosen = model.reward(batch["prompt"], batch["chosen"])
+        reward_rejected = model.reward(batch["prompt"], batch["rejected"])
+        p_chosen = model.preference_probability(batch, samples=samples)
+    scores = pd.DataFrame({
+        "pair_id": pairs["pair_id"].iloc[test_index].to_numpy(),
+        "reward_chosen": reward_chosen.double().numpy(),
+        "reward_rejected": reward_rejected.double().numpy(),
+        "p_chosen": p_chosen.double().numpy(),
+    })
+    write_parquet(scores_path, scores)
+    log.info("scored %d test pairs into %s", len(scores), scores_path)
+
+
+# Aggregate and figures.
+
+
+def aggregate(config: dict[str, Any], pairs_path: str, score_paths: list[str], keys: list[tuple[str, str, int]],
+              main_csv: str, main_md: str, per_seed_csv: str, comparisons_csv: str) -> None:
+    from vrm.report.aggregate import ScoreFile, compare_to_baseline, per_seed_metrics, summarize, to_markdown
+
+    pairs = pd.read_parquet(pairs_path)
+    files = [ScoreFile(t, m, s, pd.read_parquet(p)) for (t, m, s), p in zip(keys, score_paths)]
+    evaluation = config["evaluation"]
+    per_seed = per_seed_metrics(pairs, files, config["benchmarks"], evaluation.get("ece_bins", 15))
+    main = summarize(per_seed)
+    comparisons = compare_to_baseline(
+        pairs, files, config["benchmarks"], evaluation.get("baseline", "bt"),
+        evaluation.get("bootstrap_samples", 2000), evaluation.get("bootstrap_seed", 0),
+    )
+    write_csv(per_seed_csv, per_seed)
+    write_csv(main_csv, main)
+    write_text(main_md, to_markdown(main))
+    write_csv(comparisons_csv, comparisons)
+    log.info("main table: %d rows; comparisons: %d rows", len(main), len(comparisons))
+
+
+def figures(main_csv: str, png_path: str, pdf_path: str) -> None:
+    from vrm.report.figures import plot_main
+
+    plot_main(pd.read_csv(main_csv), png_path, pdf_path)
+
+
+# Dispatch from a Snakemake rule.
+
+
+def _dispatch(job) -> None:
+    rule, cfg = job.rule, getattr(job.params, "config", {})
+    if rule == "prepare":
+        prepare(cfg, job.output.pairs, job.output.report, job.params.report_dir)
+    elif rule == "features":
+        features(cfg, job.input.pairs, job.output.features, job.threads)
+    elif rule == "train":
+        w = job.wildcards
+        train(cfg, job.input.pairs, job.input.features, w.train_set, w.method, int(w.seed),
+              str(Path(job.output.model).parent), job.threads)
+    elif rule == "evaluate":
+        evaluate(cfg, job.input.pairs, job.input.features, str(Path(job.input.model).parent), job.output.scores)
+    elif rule == "aggregate":
+        keys = [tuple(key) for key in job.params.keys]
+        aggregate(cfg, job.input.pairs, list(job.input.scores), keys, job.output.main,
+                  job.output.markdown, job.output.per_seed, job.output.comparisons)
+    elif rule == "figures":
+        figures(job.input.main, job.output.png, job.output.pdf)
+    else:
+        raise ValueError(f"no stage for rule {rule!r}")
+
+
+def run_rule(job) -> None:
+    """Run the stage of a Snakemake job, logging to its log file and to stderr.
+
+    A UserError ends the job with its message and exit status 1, without a traceback.
+    """
+    import sys
+    import time
+
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if job.log:
+        Path(job.log[0]).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(job.log[0], mode="w"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+                        handlers=handlers, force=True)
+    started = time.perf_counter()
+    log.info("rule %s started", job.rule)
+    try:
+        _dispatch(job)
+    except UserError as error:
+        log.error("%s", error)
+        sys.exit(1)
+    log.info("rule %s finished in %.1f s", job.rule, time.perf_counter() - started)
