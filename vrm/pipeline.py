@@ -22,11 +22,27 @@ SPLITS = ("train", "validation", "test")
 # Prepare: sources -> one table of pairs with a split per pair.
 
 
+def source_entry(entry: str | dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """Split a source entry of the config into (name in results, adapter, adapter options).
+
+    An entry is a registered source name, or a mapping such as
+    {source: local, name: my-pairs, path: data/my_pairs.jsonl} whose other keys are
+    options of the adapter.
+    """
+    if isinstance(entry, str):
+        return entry, entry, {}
+    options = dict(entry)
+    adapter = options.pop("source")
+    name = options.pop("name", adapter)
+    return name, adapter, options
+
+
 def _sources_by_role(config: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     """Map each training source to its training set, and list the benchmark-only sources."""
     training: dict[str, str] = {}
     for train_set, spec in config["train_sets"].items():
-        for source in spec["sources"]:
+        for entry in spec["sources"]:
+            source = source_entry(entry)[0]
             if source in training:
                 raise UserError(
                     f"config: source {source!r} is in train_sets {training[source]!r} and {train_set!r}; "
@@ -46,7 +62,7 @@ def _sources_by_role(config: dict[str, Any]) -> tuple[dict[str, str], list[str]]
 def prepare(config: dict[str, Any], pairs_path: str, report_path: str, report_dir: str) -> pd.DataFrame:
     """Load every source, deduplicate, split by prompt group, subsample, and write the pairs."""
     from vrm.data.schema import DropReport
-    from vrm.data.sources import load_source
+    from vrm.data.sources import load_source, source_names
     from vrm.data.split import assign_splits, dedupe_pairs, prompt_group, subsample_groups
 
     data_root = resolve_data_root(config)
@@ -54,13 +70,24 @@ def prepare(config: dict[str, Any], pairs_path: str, report_path: str, report_di
     split_seed = config.get("split", {}).get("seed", 0)
     fractions = config.get("split", {}).get("fractions", {"train": 0.6, "validation": 0.2, "test": 0.2})
 
+    entries = {}
+    for spec in config["train_sets"].values():
+        entries.update({source_entry(entry)[0]: source_entry(entry)[1:] for entry in spec["sources"]})
+    entries.update({name: (name, {}) for name in benchmark_only})
+
     frames, summary = [], {}
     for source in list(training) + benchmark_only:
-        pairs, report = load_source(source, data_root=data_root)
+        adapter, options = entries[source]
+        if adapter not in source_names():
+            raise UserError(f"config: unknown source {adapter!r}; registered sources: {', '.join(source_names())}")
+        pairs, report = load_source(adapter, data_root=data_root, **options)
+        if source != adapter:
+            pairs["source"] = source
+            pairs["pair_id"] = source + ":" + pairs["pair_id"].astype(str)
         rows_before = len(pairs)
         pairs = dedupe_pairs(pairs, report)
         report.pairs_kept = len(pairs)
-        report.write(Path(report_dir) / f"{source}.json")
+        write_json(Path(report_dir) / f"{source}.json", report.to_dict())
         pairs = pairs.copy()
         pairs["group"] = pairs["prompt"].map(prompt_group)
         pairs["train_set"] = training.get(source, "")
@@ -76,7 +103,7 @@ def prepare(config: dict[str, Any], pairs_path: str, report_path: str, report_di
     for train_set, spec in config["train_sets"].items():
         members = pairs["train_set"] == train_set
         if spec.get("max_pairs_per_source"):
-            for source in spec["sources"]:
+            for source in (source_entry(entry)[0] for entry in spec["sources"]):
                 rows = pairs[members & (pairs["source"] == source)]
                 kept = subsample_groups(rows, spec["max_pairs_per_source"], split_seed)
                 keep[rows.index.difference(kept.index)] = False
@@ -279,7 +306,7 @@ def _dispatch(job) -> None:
     elif rule == "evaluate":
         evaluate(cfg, job.input.pairs, job.input.features, str(Path(job.input.model).parent), job.output.scores)
     elif rule == "aggregate":
-        keys = [tuple(key) for key in job.params.keys]
+        keys = [tuple(key) for key in job.params.score_keys]
         aggregate(cfg, job.input.pairs, list(job.input.scores), keys, job.output.main,
                   job.output.markdown, job.output.per_seed, job.output.comparisons)
     elif rule == "figures":

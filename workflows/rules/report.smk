@@ -12,7 +12,7 @@ rule aggregate:
         comparisons=f"{RESULTS}/tables/comparisons.csv",
     params:
         config={"benchmarks": config["benchmarks"], "evaluation": config["evaluation"]},
-        keys=SCORE_KEYS,
+        score_keys=SCORE_KEYS,
     log:
         f"{RESULTS}/logs/aggregate.log",
     script:

@@ -1,0 +1,78 @@
+"""The whole DAG end to end on workflows/config/ci.yaml: real Snakemake, MiniLM and data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(repo_root: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    return subprocess.run(command, cwd=repo_root, capture_output=True, text=True, env=dict(os.environ))
+
+
+@pytest.fixture(scope="module")
+def ci_run(repo_root, data_root, tmp_path_factory):
+    """Run the DAG once on ci.yaml with results in a temporary folder."""
+    results = tmp_path_factory.mktemp("dag") / "results"
+    override = results.parent / "override.yaml"
+    # The feature cache is keyed by content, so sharing the checkout's cache is safe.
+    override.write_text(yaml.safe_dump({"results_dir": str(results), "data_root": str(data_root)}))
+    args = ("--configfile", "workflows/config/ci.yaml", str(override))
+    run = snakemake(repo_root, *args)
+    assert run.returncode == 0, run.stderr[-4000:]
+    return results, args
+
+
+def test_main_table_covers_every_benchmark(ci_run, repo_root):
+    results, _ = ci_run
+    config = yaml.safe_load((repo_root / "workflows/config/ci.yaml").read_text())
+    default = yaml.safe_load((repo_root / "workflows/config/default.yaml").read_text())
+    main = pd.read_csv(results / "tables" / "main.csv")
+    assert list(main.columns)[:8] == ["train_set", "method", "benchmark", "metric", "mean", "ci95_low", "ci95_high", "n_seeds"]
+
+    benchmarks = {"in-distribution"} | {b["name"] for b in default["benchmarks"]}
+    for train_set in config["train_sets"]:
+        for method in ("vrm", "bt"):
+            rows = main[(main["train_set"] == train_set) & (main["method"] == method)]
+            assert set(rows["benchmark"]) == benchmarks, (train_set, method)
+            assert set(rows["metric"]) >= {"accuracy", "nll", "ece"}
+            assert (rows["n_seeds"] == len(config["seeds"])).all()
+    accuracy = main[main["metric"] == "accuracy"]
+    assert accuracy["mean"].between(0, 1).all()
+    assert (accuracy["ci95_low"] <= accuracy["mean"]).all()
+    assert (accuracy["mean"] <= accuracy["ci95_high"]).all()
+
+
+def test_comparisons_and_figures_exist(ci_run):
+    results, _ = ci_run
+    comparisons = pd.read_csv(results / "tables" / "comparisons.csv")
+    assert set(comparisons["method"]) == {"vrm"}
+    assert set(comparisons["baseline"]) == {"bt"}
+    assert comparisons["p_value"].between(0, 1).all()
+    assert (results / "tables" / "main.md").read_text().startswith("### Trained on")
+    for name in ("main.png", "main.pdf"):
+        assert (results / "figures" / name).stat().st_size > 1000
+
+
+def test_no_test_pair_in_training(ci_run):
+    results, _ = ci_run
+    pairs = pd.read_parquet(results / "data" / "pairs.parquet")
+    sides = pairs.groupby("group")["split"].nunique()
+    assert (sides == 1).all(), sides[sides > 1].index[:5].tolist()
+    assert set(pairs["split"]) == {"train", "validation", "test"}
+
+
+def test_rerun_runs_no_job(ci_run, repo_root):
+    _, args = ci_run
+    run = snakemake(repo_root, *args, "--dry-run")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Nothing to be done" in run.stdout + run.stderr
