@@ -189,7 +189,7 @@ def test_training_is_deterministic():
 
 def test_inactive_latents_reported_under_strong_kl():
     result = train_method(
-        "vrm", {"beta_z": 50.0, "beta_w": 50.0, "kl_warmup": 0.0, "num_objectives": 4, "num_features": 4},
+        "vrm", {"beta_z": 50.0, "beta_w": 50.0, "kl_warmup": 0.0, "num_objectives": 4, "num_features": 4, "init_logvar": 0.0},
         separable_pairs(256, 0), separable_pairs(128, 1), TrainConfig(learning_rate=3e-3, max_epochs=30, seed=0),
     )
     report = result.report

@@ -62,7 +62,7 @@ def _sources_by_role(config: dict[str, Any]) -> tuple[dict[str, str], list[str]]
 def prepare(config: dict[str, Any], pairs_path: str, report_path: str, report_dir: str) -> pd.DataFrame:
     """Load every source, deduplicate, split by prompt group, subsample, and write the pairs."""
     from vrm.data.schema import DropReport
-    from vrm.data.sources import load_source, source_names
+    from vrm.data.sources import SOURCES, load_source, source_names
     from vrm.data.split import assign_splits, dedupe_pairs, prompt_group, subsample_groups
 
     data_root = resolve_data_root(config)
@@ -80,6 +80,13 @@ def prepare(config: dict[str, Any], pairs_path: str, report_path: str, report_di
         adapter, options = entries[source]
         if adapter not in source_names():
             raise UserError(f"config: unknown source {adapter!r}; registered sources: {', '.join(source_names())}")
+        accepted = SOURCES[adapter].options
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise UserError(
+                f"config: source {source!r}: unknown option(s) {', '.join(unknown)}; "
+                f"accepted options: {', '.join(accepted) or 'none'}"
+            )
         pairs, report = load_source(adapter, data_root=data_root, **options)
         if source != adapter:
             pairs["source"] = source
