@@ -22,6 +22,7 @@ STAGE = "workflows/scripts/run_stage.py"
 
 include: "workflows/rules/data.smk"
 include: "workflows/rules/features.smk"
+include: "workflows/rules/tune.smk"
 include: "workflows/rules/train.smk"
 include: "workflows/rules/evaluate.smk"
 include: "workflows/rules/report.smk"

@@ -212,11 +212,76 @@ def _rows(tensors, index: np.ndarray):
     return {key: value[position] for key, value in tensors.items()}
 
 
+# Tune: one sweep per (training set, method), on train and validation pairs only.
+
+
+def sweep_inputs(pairs: pd.DataFrame, tensors, train_set: str):
+    """Return the train and validation features of a training set, and their pair ids.
+
+    Test pairs are never selected here, so no sweep can see them.
+    """
+    members = pairs["train_set"] == train_set
+    selected = {}
+    for split in ("train", "validation"):
+        index = np.flatnonzero(members & (pairs["split"] == split))
+        selected[split] = (_rows(tensors, index), pairs["pair_id"].iloc[index].tolist())
+    return selected
+
+
+def tune(config: dict[str, Any], pairs_path: str, features_path: str, train_set: str, method: str,
+         trials_csv: str, best_yaml: str, figure_png: str, threads: int) -> None:
+    import yaml
+
+    from vrm.methods import load_plugins
+    from vrm.tune import best_configuration, plot_sweep, run_sweep, trials_table
+
+    load_plugins(config.get("plugins", []))
+    settings = config.get("tune", {})
+    folder = Path(trials_csv).parent
+    if not settings.get("enabled", True):
+        write_csv(trials_csv, pd.DataFrame({"trial_id": [], "status": []}))
+        write_text(best_yaml, yaml.safe_dump({"method": method, "sweep": "disabled", "method_options": {}, "training": {}}))
+        write_text(figure_png, "")
+        log.info("tune.enabled is false: %s on %s trains at the configured hyperparameters", method, train_set)
+        return
+
+    pairs, tensors = _load_features(pairs_path, features_path)
+    inputs = sweep_inputs(pairs, tensors, train_set)
+    log.info("sweep of %s on %s: %d train and %d validation pairs, %s trials",
+             method, train_set, len(inputs["train"][1]), len(inputs["validation"][1]), settings.get("num_samples", 16))
+    results = run_sweep(
+        method, inputs["train"][0], inputs["validation"][0], settings,
+        base_options=method_options(config, method), base_training=dict(config.get("training", {})),
+        storage=folder / "ray", threads=threads, events_path=str((folder / "trial_events.log").resolve()),
+    )
+    metric = settings.get("metric", "validation_pair_nll")
+    table = trials_table(results, metric)
+    best = best_configuration(table, method, metric)
+    write_csv(trials_csv, table)
+    write_text(best_yaml, yaml.safe_dump(best, sort_keys=False))
+    top = plot_sweep(table, metric, figure_png)
+    log.info("%d trials (%d failed); best %s %.4f from trial %s; most influential: %s",
+             len(table), best["failed_trials"], metric, best["value"], best["trial_id"], ", ".join(top))
+
+
+def best_options(config: dict[str, Any], method: str, best_yaml: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Method options and training options: the config's, overridden by the sweep's best trial."""
+    import yaml
+
+    options = method_options(config, method)
+    training = dict(config.get("training", {}))
+    if best_yaml:
+        best = yaml.safe_load(Path(best_yaml).read_text()) or {}
+        options.update(best.get("method_options") or {})
+        training.update(best.get("training") or {})
+    return options, training
+
+
 # Train: one method, one seed, one training set.
 
 
 def train(config: dict[str, Any], pairs_path: str, features_path: str, train_set: str, method: str,
-          seed: int, model_dir: str, threads: int) -> None:
+          seed: int, model_dir: str, threads: int, best_yaml: str | None = None) -> None:
     from vrm.methods import load_plugins
     from vrm.train import TrainConfig, save_model, train_method
 
@@ -228,8 +293,8 @@ def train(config: dict[str, Any], pairs_path: str, features_path: str, train_set
     log.info("%s on %s, seed %d: %d train pairs, %d validation pairs",
              method, train_set, seed, len(train_index), len(validation_index))
 
-    train_config = TrainConfig(**config.get("training", {}), seed=seed, threads=threads)
-    options = method_options(config, method)
+    options, training = best_options(config, method, best_yaml)
+    train_config = TrainConfig(**training, seed=seed, threads=threads)
     result = train_method(method, options, _rows(tensors, train_index), _rows(tensors, validation_index), train_config)
     save_model(result, method, options, train_config, model_dir)
     if result.report.get("inactive_z") or result.report.get("inactive_w"):
@@ -309,7 +374,11 @@ def _dispatch(job) -> None:
     elif rule == "train":
         w = job.wildcards
         train(cfg, job.input.pairs, job.input.features, w.train_set, w.method, int(w.seed),
-              str(Path(job.output.model).parent), job.threads)
+              str(Path(job.output.model).parent), job.threads, best_yaml=job.input.best)
+    elif rule == "tune":
+        w = job.wildcards
+        tune(cfg, job.input.pairs, job.input.features, w.train_set, w.method, job.output.trials,
+             job.output.best, job.output.figure, job.threads)
     elif rule == "evaluate":
         evaluate(cfg, job.input.pairs, job.input.features, str(Path(job.input.model).parent), job.output.scores)
     elif rule == "aggregate":

@@ -9,7 +9,7 @@ import logging
 import math
 from pathlib import Path
 import random
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -59,16 +59,24 @@ def _batch_at(features: Batch, index: torch.Tensor) -> Batch:
 
 
 def _evaluate_loss(model: RewardMethod, features: Batch, batch_size: int) -> tuple[float, dict[str, float]]:
-    """Mean loss and terms over `features` at full KL weight, with dropout off and fixed noise."""
+    """Mean loss and terms over `features` at full KL weight, with dropout off and fixed noise.
+
+    The terms also hold `pair_nll` and `pair_accuracy`: the NLL and accuracy of the scored
+    preference probability, which mean the same for every method and so rank sweeps.
+    """
     model.eval()
     count = next(iter(features.values())).shape[0]
-    totals: dict[str, float] = {}
+    totals: dict[str, float] = {"pair_nll": 0.0, "pair_accuracy": 0.0}
     total_loss = 0.0
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(VALIDATION_SEED)
         for start in range(0, count, batch_size):
             index = torch.arange(start, min(count, start + batch_size))
-            loss, terms = model.loss(_batch_at(features, index), progress=1.0)
+            batch = _batch_at(features, index)
+            loss, terms = model.loss(batch, progress=1.0)
+            probability = model.preference_probability(batch).clamp(1e-7, 1 - 1e-7)
+            terms["pair_nll"] = float(-probability.log().mean())
+            terms["pair_accuracy"] = float((probability > 0.5).float().mean() + 0.5 * (probability == 0.5).float().mean())
             weight = len(index) / count
             total_loss += float(loss) * weight
             for key, value in terms.items():
@@ -83,8 +91,12 @@ def train_method(
     validation_features: Batch,
     config: TrainConfig,
     progress_bar: bool = False,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train `method` on pair features and keep the epoch with the lowest validation loss.
+
+    `on_epoch` receives each epoch's record (losses and validation terms), for example
+    to report it to a sweep scheduler.
 
     >>> import torch
     >>> g = torch.Generator().manual_seed(0)
@@ -136,6 +148,8 @@ def train_method(
         record = {"epoch": epoch, "train_loss": epoch_loss, "validation_loss": validation_loss}
         record.update({f"validation_{key}": value for key, value in terms.items()})
         history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
 
         if validation_loss < best_loss - config.min_delta:
             best_loss, best_epoch, stale = validation_loss, epoch, 0

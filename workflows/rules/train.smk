@@ -2,6 +2,7 @@ rule train:
     input:
         pairs=rules.prepare.output.pairs,
         features=rules.features.output.features,
+        best=f"{RESULTS}/tune/{{train_set}}/{{method}}/best_config.yaml",
     output:
         model=f"{RESULTS}/models/{{train_set}}/{{method}}/seed{{seed}}/model.safetensors",
         settings=f"{RESULTS}/models/{{train_set}}/{{method}}/seed{{seed}}/config.json",

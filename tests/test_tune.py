@@ -1,0 +1,117 @@
+"""Ray Tune sweeps: a real sweep, resume after an interruption, best configuration, no test pairs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from vrm.tune import best_configuration, build_space, plot_sweep, split_trial_config
+
+JOB = Path(__file__).with_name("sweep_job.py")
+
+
+def run_job(storage: Path, events: Path, num_samples: int, max_epochs: int, **kwargs) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(JOB.parent))
+    return subprocess.Popen(
+        [sys.executable, str(JOB), str(storage), str(events), str(num_samples), str(max_epochs)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **kwargs,
+    )
+
+
+def read_events(path: Path) -> list[tuple[str, str]]:
+    if not path.exists():
+        return []
+    return [tuple(line.split()) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_four_trial_sweep_and_best_config(tmp_path):
+    job = run_job(tmp_path / "ray", tmp_path / "events.log", num_samples=4, max_epochs=4)
+    output, _ = job.communicate(timeout=300)
+    assert job.returncode == 0, output[-3000:]
+    assert "finished 4 trials, 0 errors" in output
+
+    table = pd.read_csv(tmp_path / "ray" / "trials.csv", keep_default_na=False, na_values=[""])
+    assert len(table) == 4
+    assert set(table["status"]) == {"TERMINATED"}
+    assert (table["epochs"] == 4).all()
+    assert table["config/learning_rate"].between(1e-4, 1e-2).all()
+
+    best = best_configuration(table, "bt", "validation_pair_nll")
+    assert best["value"] == pytest.approx(table["best_validation_pair_nll"].min())
+    winner = table.loc[table["best_validation_pair_nll"].idxmin()]
+    assert best["trial_id"] == winner["trial_id"]
+    assert best["training"]["learning_rate"] == pytest.approx(winner["config/learning_rate"])
+    assert best["method_options"]["hidden"] == winner["config/hidden"]
+
+    columns = plot_sweep(table, "validation_pair_nll", str(tmp_path / "sweep.png"))
+    assert (tmp_path / "sweep.png").stat().st_size > 1000
+    assert set(columns) <= {"learning_rate", "hidden"}
+
+
+def test_interrupted_sweep_resumes_without_repeats(tmp_path):
+    storage, events = tmp_path / "ray", tmp_path / "events.log"
+    job = run_job(storage, events, num_samples=6, max_epochs=60, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(event == "end" for event, _ in read_events(events)):
+        time.sleep(0.5)
+    ended_before = {trial for event, trial in read_events(events) if event == "end"}
+    assert ended_before, "no trial finished before the deadline"
+    os.killpg(job.pid, signal.SIGINT)
+    job.communicate(timeout=120)
+    assert len(ended_before) < 6, "the sweep finished before it could be interrupted"
+    lines_before = len(read_events(events))
+
+    rerun = run_job(storage, events, num_samples=6, max_epochs=60)
+    output, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, output[-3000:]
+    assert "finished 6 trials, 0 errors" in output
+
+    after = read_events(events)[lines_before:]
+    restarted = {trial for event, trial in after if event == "start"}
+    assert not (restarted & ended_before), "a finished trial ran again"
+    ended = {trial for event, trial in read_events(events) if event == "end"}
+    assert len(ended) == 6
+
+
+def test_sweep_inputs_exclude_test_pairs():
+    from vrm.pipeline import sweep_inputs
+
+    pairs = pd.DataFrame({
+        "pair_id": [f"p{i}" for i in range(9)],
+        "train_set": ["a"] * 6 + ["b"] * 3,
+        "split": ["train", "validation", "test"] * 3,
+    })
+    tensors = {key: torch.arange(9, dtype=torch.float32).reshape(9, 1) for key in ("prompt", "chosen", "rejected")}
+    inputs = sweep_inputs(pairs, tensors, "a")
+    seen = set(inputs["train"][1]) | set(inputs["validation"][1])
+    test_ids = set(pairs.loc[pairs["split"] == "test", "pair_id"])
+    assert seen == {"p0", "p1", "p3", "p4"}
+    assert not seen & test_ids
+    assert inputs["train"][0]["chosen"].flatten().tolist() == [0.0, 3.0]
+
+
+def test_search_space_and_split():
+    space = build_space({"learning_rate": {"loguniform": [1e-4, 1e-2]}, "num_features": {"choice": [4, 8]}, "dropout": 0.1})
+    assert space["dropout"] == 0.1
+    assert 1e-4 <= space["learning_rate"].sample() <= 1e-2
+    options, training = split_trial_config("vrm", {"learning_rate": 0.01, "num_features": 4, "dropout": 0.1})
+    assert options == {"num_features": 4, "dropout": 0.1}
+    assert training == {"learning_rate": 0.01}
+
+
+def test_unknown_search_key_is_rejected():
+    from vrm.errors import UserError
+
+    with pytest.raises(UserError, match="tune.spaces.bt.num_features"):
+        split_trial_config("bt", {"num_features": 4})
+    with pytest.raises(UserError, match="expected one of"):
+        build_space({"learning_rate": {"logunif": [1e-4, 1e-2]}})

@@ -1,0 +1,283 @@
+"""Hyperparameter sweeps with Ray Tune: one sweep per (training set, method), on train and validation pairs only.
+
+A sweep samples configurations from the search space in the config (random search by
+default, Optuna's TPE on request), stops weak trials early with ASHA, retries failed
+trials, and resumes an interrupted sweep with `Tuner.restore` instead of starting over.
+Ray runs on this machine only (node address 127.0.0.1, no dashboard, usage statistics
+off) unless the config names a running cluster with `ray_address`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vrm.errors import UserError
+from vrm.methods.registry import Batch, get_method
+from vrm.train import TrainConfig
+
+log = logging.getLogger(__name__)
+
+TRAIN_FIELDS = {field.name for field in dataclasses.fields(TrainConfig)} - {"seed", "threads"}
+# Metrics a sweep can rank trials by, and whether lower or higher is better.
+METRIC_MODES = {"validation_pair_nll": "min", "validation_loss": "min", "validation_pair_accuracy": "max"}
+SAMPLERS = ("loguniform", "uniform", "choice", "randint", "qloguniform", "quniform")
+
+
+def build_space(spec: dict[str, Any]) -> dict[str, Any]:
+    """Turn the config's search space into Ray Tune domains.
+
+    Each key maps to {loguniform: [low, high]}, {uniform: [low, high]},
+    {randint: [low, high]} (high excluded), {choice: [values]}, or a plain value (fixed).
+    """
+    from ray import tune
+
+    space = {}
+    for key, value in spec.items():
+        if not isinstance(value, dict):
+            space[key] = value
+            continue
+        if len(value) != 1 or next(iter(value)) not in SAMPLERS:
+            raise UserError(f"config: tune search space {key!r} = {value!r}; expected one of {', '.join(SAMPLERS)} with its arguments")
+        kind, arguments = next(iter(value.items()))
+        if kind == "choice":
+            space[key] = tune.choice(list(arguments))
+        else:
+            space[key] = getattr(tune, kind)(*arguments)
+    return space
+
+
+def split_trial_config(method: str, trial: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a sampled configuration into (method options, training options)."""
+    method_fields = {field.name for field in dataclasses.fields(get_method(method).Config)}
+    options, training = {}, {}
+    for key, value in trial.items():
+        if key in TRAIN_FIELDS:
+            training[key] = value
+        elif key in method_fields:
+            options[key] = value
+        else:
+            raise UserError(
+                f"config: tune.spaces.{method}.{key} is neither a training option ({', '.join(sorted(TRAIN_FIELDS))}) "
+                f"nor an option of method {method!r} ({', '.join(sorted(method_fields))})"
+            )
+    return options, training
+
+
+def _to_builtin(value: Any) -> Any:
+    """Convert NumPy scalars from the samplers into plain Python values for YAML and JSON."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _trial(trial_config, *, method, base_options, base_training, seed, threads, train_features, validation_features, events_path):
+    """Body of one Ray Tune trial: train with the sampled configuration, report every epoch."""
+    from ray import tune
+
+    from vrm.train import train_method
+
+    trial_id = tune.get_context().get_trial_id()
+    _log_event(events_path, "start", trial_id)
+    options, training = split_trial_config(method, trial_config)
+    config = TrainConfig(**{**base_training, **training}, seed=seed, threads=threads)
+
+    def report(record: dict[str, float]) -> None:
+        tune.report({key: value for key, value in record.items() if isinstance(value, (int, float))})
+
+    train_method(method, {**base_options, **options}, train_features, validation_features, config, on_epoch=report)
+    _log_event(events_path, "end", trial_id)
+
+
+def _log_event(path: str | None, event: str, trial_id: str) -> None:
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(f"{event} {trial_id}\n")
+
+
+def init_ray(address: str | None, num_cpus: int) -> None:
+    """Start a local Ray on 127.0.0.1 with usage statistics off, or connect to `address`."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        return
+    ray.init(
+        num_cpus=num_cpus,
+        num_gpus=0,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+    )
+
+
+def run_sweep(
+    method: str,
+    train_features: Batch,
+    validation_features: Batch,
+    settings: dict[str, Any],
+    base_options: dict[str, Any],
+    base_training: dict[str, Any],
+    storage: str | Path,
+    threads: int,
+    events_path: str | None = None,
+):
+    """Run or resume the sweep of one method and return Ray Tune's ResultGrid.
+
+    The sweep sees only the train and validation features passed in; it is stored under
+    `storage`, so a rerun after an interruption resumes it.
+    """
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    metric = settings.get("metric", "validation_pair_nll")
+    mode = METRIC_MODES[metric]
+    spaces = settings.get("spaces", {})
+    if method not in spaces:
+        raise UserError(f"config: tune.spaces has no search space for method {method!r}; add one or set tune.enabled: false")
+    space = build_space(spaces[method])
+    split_trial_config(method, {key: None for key in space})  # reject unknown keys before Ray starts
+
+    resources = settings.get("resources_per_trial", {"cpu": 1, "gpu": 0})
+    trial_threads = max(1, int(resources.get("cpu", 1)))
+    init_ray(settings.get("ray_address"), threads)
+
+    trainable = tune.with_parameters(
+        _trial, method=method, base_options=base_options, base_training=base_training,
+        seed=int(settings.get("seed", 0)), threads=trial_threads,
+        train_features=train_features, validation_features=validation_features,
+        events_path=events_path,
+    )
+    trainable = tune.with_resources(trainable, {"cpu": resources.get("cpu", 1), "gpu": resources.get("gpu", 0)})
+
+    storage = Path(storage).resolve()
+    experiment = storage / "sweep"
+    if tune.Tuner.can_restore(str(experiment)):
+        log.info("resuming the sweep stored in %s", experiment)
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True, restart_errored=True)
+        return tuner.fit()
+
+    scheduler = None
+    asha = settings.get("asha")
+    if asha:
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=int(base_training.get("max_epochs", 60)),
+            grace_period=int(asha.get("grace_period", 5)),
+            reduction_factor=float(asha.get("reduction_factor", 3)),
+        )
+    seed = int(settings.get("seed", 0))
+    if settings.get("search", "random") == "optuna":
+        from optuna.samplers import TPESampler
+        from ray.tune.search.optuna import OptunaSearch
+
+        search = OptunaSearch(sampler=TPESampler(seed=seed))
+    else:
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        search = BasicVariantGenerator(random_state=seed)
+
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric=metric, mode=mode, num_samples=int(settings.get("num_samples", 16)),
+            search_alg=search, scheduler=scheduler, reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name="sweep", storage_path=str(storage),
+            failure_config=tune.FailureConfig(max_failures=int(settings.get("max_failures", 1))),
+            verbose=0,
+        ),
+    )
+    return tuner.fit()
+
+
+def trials_table(results, metric: str) -> pd.DataFrame:
+    """One row per trial: its configuration, final and best validation metrics, status and error."""
+    mode = METRIC_MODES[metric]
+    rows = []
+    for result in results:
+        history = result.metrics_dataframe
+        row: dict[str, Any] = {"trial_id": (result.metrics or {}).get("trial_id", ""), "status": "ERROR" if result.error else "TERMINATED"}
+        if not row["trial_id"]:
+            row["trial_id"] = Path(result.path).name if result.path else ""
+        row["error"] = "" if result.error is None else f"{type(result.error).__name__}: {str(result.error).splitlines()[0][:300]}"
+        row.update({f"config/{key}": _to_builtin(value) for key, value in sorted(result.config.items())})
+        row["epochs"] = 0 if history is None or history.empty else int(history["training_iteration"].max())
+        for name in METRIC_MODES:
+            final = (result.metrics or {}).get(name)
+            row[f"final_{name}"] = final if final is not None else math.nan
+            if history is not None and name in history:
+                values = history[name].dropna()
+                best = values.min() if METRIC_MODES[name] == "min" else values.max()
+                row[f"best_{name}"] = float(best) if len(values) else math.nan
+            else:
+                row[f"best_{name}"] = math.nan
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    ascending = mode == "min"
+    return table.sort_values([f"best_{metric}", "trial_id"], ascending=[ascending, True], na_position="last").reset_index(drop=True)
+
+
+def best_configuration(table: pd.DataFrame, method: str, metric: str) -> dict[str, Any]:
+    """The configuration of the trial with the best validation metric, as best_config.yaml stores it."""
+    finished = table[table[f"best_{metric}"].notna()]
+    if finished.empty:
+        errors = "; ".join(table["error"].astype(str).head(3))
+        raise UserError(f"every trial of the {method} sweep failed; first errors: {errors}. See trials.csv and the sweep log")
+    best = finished.iloc[0]
+    sampled = {key.removeprefix("config/"): _to_builtin(best[key]) for key in table.columns if key.startswith("config/")}
+    options, training = split_trial_config(method, sampled)
+    return {
+        "method": method,
+        "trial_id": str(best["trial_id"]),
+        "metric": metric,
+        "value": float(best[f"best_{metric}"]),
+        "trials": int(len(table)),
+        "failed_trials": int((table["status"] == "ERROR").sum()),
+        "method_options": options,
+        "training": training,
+    }
+
+
+def plot_sweep(table: pd.DataFrame, metric: str, png_path: str) -> list[str]:
+    """Scatter the validation metric against the two hyperparameters most rank-correlated with it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.stats import spearmanr
+
+    finished = table[table[f"best_{metric}"].notna()]
+    scores = {}
+    for column in (c for c in table.columns if c.startswith("config/")):
+        values = pd.to_numeric(finished[column], errors="coerce")
+        if values.notna().sum() >= 3 and values.nunique() > 1:
+            rho = spearmanr(values, finished[f"best_{metric}"], nan_policy="omit").statistic
+            scores[column] = 0.0 if np.isnan(rho) else abs(float(rho))
+    top = sorted(scores, key=lambda c: (-scores[c], c))[:2]
+
+    figure, axes = plt.subplots(1, max(1, len(top)), figsize=(4.5 * max(1, len(top)), 3.4), squeeze=False)
+    for axis, column in zip(axes[0], top):
+        values = pd.to_numeric(finished[column], errors="coerce")
+        axis.scatter(values, finished[f"best_{metric}"], color="#0072B2", s=18)
+        if values.min() > 0 and values.max() / values.min() > 50:
+            axis.set_xscale("log")
+        axis.set_xlabel(f"{column.removeprefix('config/')} (|Spearman| {scores[column]:.2f})")
+        axis.set_ylabel(metric.replace("_", " "))
+    if not top:
+        axes[0][0].text(0.5, 0.5, "fewer than 3 finished trials", ha="center", va="center")
+    figure.tight_layout()
+    figure.savefig(png_path, dpi=130)
+    plt.close(figure)
+    return [column.removeprefix("config/") for column in top]

@@ -1,0 +1,22 @@
+rule tune:
+    input:
+        pairs=rules.prepare.output.pairs,
+        features=rules.features.output.features,
+    output:
+        trials=f"{RESULTS}/tune/{{train_set}}/{{method}}/trials.csv",
+        best=f"{RESULTS}/tune/{{train_set}}/{{method}}/best_config.yaml",
+        figure=f"{RESULTS}/tune/{{train_set}}/{{method}}/sweep.png",
+    params:
+        config=lambda wildcards: {
+            "tune": config.get("tune", {}),
+            "training": config["training"],
+            "methods": {wildcards.method: config["methods"][wildcards.method]},
+            "plugins": config.get("plugins", []),
+        },
+    threads: workflow.cores
+    log:
+        f"{RESULTS}/logs/tune/{{train_set}}/{{method}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tune/{{train_set}}/{{method}}.tsv"
+    script:
+        "../scripts/run_stage.py"
