@@ -1,6 +1,8 @@
 """Run a sweep on synthetic separable pairs; the tune tests start it as a separate process.
 
-    python tests/sweep_job.py STORAGE EVENTS NUM_SAMPLES MAX_EPOCHS
+    python tests/sweep_job.py STORAGE EVENTS NUM_SAMPLES MAX_EPOCHS [failing]
+
+With "failing", half of the sampled dropout values are invalid, so those trials raise.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ SETTINGS = {
 def main() -> None:
     storage, events, num_samples, max_epochs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     settings = dict(SETTINGS, num_samples=num_samples)
+    if len(sys.argv) > 5 and sys.argv[5] == "failing":
+        space = dict(SETTINGS["spaces"]["bt"], dropout={"choice": [0.1, 2.0]}, hidden=32)
+        settings["spaces"] = {"bt": space}
+        settings["max_failures"] = 1
     results = run_sweep(
         "bt", separable_pairs(4000, 0), separable_pairs(1000, 1), settings,
         base_options={}, base_training={"max_epochs": max_epochs, "patience": max_epochs, "batch_size": 32},

@@ -19,10 +19,10 @@ from vrm.tune import best_configuration, build_space, plot_sweep, split_trial_co
 JOB = Path(__file__).with_name("sweep_job.py")
 
 
-def run_job(storage: Path, events: Path, num_samples: int, max_epochs: int, **kwargs) -> subprocess.Popen:
+def run_job(storage: Path, events: Path, num_samples: int, max_epochs: int, *extra: str, **kwargs) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(JOB.parent))
     return subprocess.Popen(
-        [sys.executable, str(JOB), str(storage), str(events), str(num_samples), str(max_epochs)],
+        [sys.executable, str(JOB), str(storage), str(events), str(num_samples), str(max_epochs), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **kwargs,
     )
 
@@ -80,6 +80,26 @@ def test_interrupted_sweep_resumes_without_repeats(tmp_path):
     assert not (restarted & ended_before), "a finished trial ran again"
     ended = {trial for event, trial in read_events(events) if event == "end"}
     assert len(ended) == 6
+
+
+def test_failed_trials_are_retried_and_recorded(tmp_path):
+    job = run_job(tmp_path / "ray", tmp_path / "events.log", 6, 3, "failing")
+    output, _ = job.communicate(timeout=300)
+    assert job.returncode == 0, output[-3000:]
+    table = pd.read_csv(tmp_path / "ray" / "trials.csv", keep_default_na=False, na_values=[""])
+    assert len(table) == 6
+    failed = table[table["status"] == "ERROR"]
+    assert len(failed) >= 1
+    assert (failed["config/dropout"] == 2.0).all()
+    assert failed["error"].str.contains("dropout").all()
+    assert (table.loc[table["status"] == "TERMINATED", "config/dropout"] == 0.1).all()
+    # max_failures = 1: every failing trial started twice.
+    starts = [trial for event, trial in read_events(tmp_path / "events.log") if event == "start"]
+    for trial in failed["trial_id"]:
+        assert starts.count(trial) == 2, trial
+    best = best_configuration(table, "bt", "validation_pair_nll")
+    assert best["failed_trials"] == len(failed)
+    assert best["method_options"]["dropout"] == 0.1
 
 
 def test_sweep_inputs_exclude_test_pairs():

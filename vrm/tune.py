@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +212,7 @@ def trials_table(results, metric: str) -> pd.DataFrame:
         row: dict[str, Any] = {"trial_id": (result.metrics or {}).get("trial_id", ""), "status": "ERROR" if result.error else "TERMINATED"}
         if not row["trial_id"]:
             row["trial_id"] = Path(result.path).name if result.path else ""
-        row["error"] = "" if result.error is None else f"{type(result.error).__name__}: {str(result.error).splitlines()[0][:300]}"
+        row["error"] = describe_error(result.error)
         row.update({f"config/{key}": _to_builtin(value) for key, value in sorted(result.config.items())})
         row["epochs"] = 0 if history is None or history.empty else int(history["training_iteration"].max())
         for name in METRIC_MODES:
@@ -227,6 +228,16 @@ def trials_table(results, metric: str) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     ascending = mode == "min"
     return table.sort_values([f"best_{metric}", "trial_id"], ascending=[ascending, True], na_position="last").reset_index(drop=True)
+
+
+def describe_error(error: BaseException | None) -> str:
+    """One line naming the exception a trial raised, unwrapped from Ray's RayTaskError."""
+    if error is None:
+        return ""
+    cause = getattr(error, "cause", None) or error
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(cause)).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return f"{type(cause).__name__}: {lines[-1] if lines else ''}"[:300]
 
 
 def best_configuration(table: pd.DataFrame, method: str, metric: str) -> dict[str, Any]:
