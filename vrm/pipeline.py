@@ -233,7 +233,7 @@ def tune(config: dict[str, Any], pairs_path: str, features_path: str, train_set:
     import yaml
 
     from vrm.methods import load_plugins
-    from vrm.tune import best_configuration, plot_sweep, run_sweep, trials_table
+    from vrm.tune import best_configuration, plot_sweep, run_sweep, trials_table, unfinished_trials
 
     load_plugins(config.get("plugins", []))
     settings = config.get("tune", {})
@@ -254,6 +254,12 @@ def tune(config: dict[str, Any], pairs_path: str, features_path: str, train_set:
         base_options=method_options(config, method), base_training=dict(config.get("training", {})),
         storage=folder / "ray", threads=threads, events_path=str((folder / "trial_events.log").resolve()),
     )
+    unfinished = unfinished_trials(results)
+    if unfinished:
+        raise UserError(
+            f"the sweep of {method} on {train_set} stopped with {len(unfinished)} unfinished trial(s) "
+            f"({', '.join(unfinished[:4])}); rerun the same command to resume it from {folder / 'ray'}"
+        )
     metric = settings.get("metric", "validation_pair_nll")
     table = trials_table(results, metric)
     best = best_configuration(table, method, metric)

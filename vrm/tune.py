@@ -14,6 +14,8 @@ import logging
 import math
 import os
 import re
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +162,14 @@ def run_sweep(
     )
     trainable = tune.with_resources(trainable, {"cpu": resources.get("cpu", 1), "gpu": resources.get("gpu", 0)})
 
+    # Save the sweep state at least every second (Ray's default is 10 s or more), so a
+    # killed sweep repeats at most the trials that ended in its last second. Ray Tune
+    # stops cleanly only on SIGINT; SIGTERM, which batch schedulers and Snakemake send,
+    # is routed to the same path.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(os.getpid(), signal.SIGINT))
+
     storage = Path(storage).resolve()
     experiment = storage / "sweep"
     if tune.Tuner.can_restore(str(experiment)):
@@ -203,17 +213,44 @@ def run_sweep(
     return tuner.fit()
 
 
+def trial_statuses(results) -> list[tuple[str, str]]:
+    """(trial id, status) of each trial of a ResultGrid, in its order.
+
+    The status is ERROR for a trial that raised, TERMINATED for one whose last result is
+    marked done (it ran to the end or the scheduler stopped it), and UNFINISHED otherwise,
+    as for trials cut off when a sweep is interrupted.
+    """
+    statuses = []
+    for result in results:
+        metrics = result.metrics or {}
+        trial_id = metrics.get("trial_id", "")
+        if not trial_id and result.path:
+            match = re.search(r"_([0-9a-f]+_\d{5})", Path(result.path).name)
+            trial_id = match.group(1) if match else Path(result.path).name
+        if result.error is not None:
+            status = "ERROR"
+        elif metrics.get("done"):
+            status = "TERMINATED"
+        else:
+            status = "UNFINISHED"
+        statuses.append((trial_id, status))
+    return statuses
+
+
+def unfinished_trials(results) -> list[str]:
+    """Ids of trials that neither finished nor failed, as after an interrupted sweep."""
+    return [trial_id for trial_id, status in trial_statuses(results) if status == "UNFINISHED"]
+
+
 def trials_table(results, metric: str) -> pd.DataFrame:
     """One row per trial: its configuration, final and best validation metrics, status and error."""
     mode = METRIC_MODES[metric]
     rows = []
-    for result in results:
+    for result, (trial_id, status) in zip(results, trial_statuses(results)):
         history = result.metrics_dataframe
-        row: dict[str, Any] = {"trial_id": (result.metrics or {}).get("trial_id", ""), "status": "ERROR" if result.error else "TERMINATED"}
-        if not row["trial_id"]:
-            row["trial_id"] = Path(result.path).name if result.path else ""
+        row: dict[str, Any] = {"trial_id": trial_id, "status": status}
         row["error"] = describe_error(result.error)
-        row.update({f"config/{key}": _to_builtin(value) for key, value in sorted(result.config.items())})
+        row.update({f"config/{key}": _to_builtin(value) for key, value in sorted((result.config or {}).items())})
         row["epochs"] = 0 if history is None or history.empty else int(history["training_iteration"].max())
         for name in METRIC_MODES:
             final = (result.metrics or {}).get(name)
