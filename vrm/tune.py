@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 TRAIN_FIELDS = {field.name for field in dataclasses.fields(TrainConfig)} - {"seed", "threads"}
 # Metrics a sweep can rank trials by, and whether lower or higher is better.
 METRIC_MODES = {"validation_pair_nll": "min", "validation_loss": "min", "validation_pair_accuracy": "max"}
+METRIC_LABELS = {
+    "validation_pair_nll": "validation NLL of preferences",
+    "validation_loss": "validation loss",
+    "validation_pair_accuracy": "validation accuracy",
+}
 SAMPLERS = ("loguniform", "uniform", "choice", "randint", "qloguniform", "quniform")
 
 
@@ -136,8 +141,8 @@ def run_sweep(
 ):
     """Run or resume the sweep of one method and return Ray Tune's ResultGrid.
 
-    The sweep sees only the train and validation features passed in; it is stored under
-    `storage`, so a rerun after an interruption resumes it.
+    The sweep receives only the train and validation features passed in. Its state is
+    stored under `storage`, so a rerun after an interruption resumes it.
     """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -216,9 +221,9 @@ def run_sweep(
 def trial_statuses(results) -> list[tuple[str, str]]:
     """(trial id, status) of each trial of a ResultGrid, in its order.
 
-    The status is ERROR for a trial that raised, TERMINATED for one whose last result is
-    marked done (it ran to the end or the scheduler stopped it), and UNFINISHED otherwise,
-    as for trials cut off when a sweep is interrupted.
+    The status is ERROR for a trial that raised. It is TERMINATED for one whose last result
+    is marked done, because it ran to the end or the scheduler stopped it. Any other trial
+    is UNFINISHED, as happens when a sweep is interrupted.
     """
     statuses = []
     for result in results:
@@ -243,7 +248,7 @@ def unfinished_trials(results) -> list[str]:
 
 
 def trials_table(results, metric: str) -> pd.DataFrame:
-    """One row per trial: its configuration, final and best validation metrics, status and error."""
+    """Build one row per trial: its configuration, final and best validation metrics, status and error."""
     mode = METRIC_MODES[metric]
     rows = []
     for result, (trial_id, status) in zip(results, trial_statuses(results)):
@@ -268,7 +273,7 @@ def trials_table(results, metric: str) -> pd.DataFrame:
 
 
 def describe_error(error: BaseException | None) -> str:
-    """One line naming the exception a trial raised, unwrapped from Ray's RayTaskError."""
+    """Describe in one line the exception a trial raised, unwrapped from Ray's RayTaskError."""
     if error is None:
         return ""
     cause = getattr(error, "cause", None) or error
@@ -278,7 +283,7 @@ def describe_error(error: BaseException | None) -> str:
 
 
 def best_configuration(table: pd.DataFrame, method: str, metric: str) -> dict[str, Any]:
-    """The configuration of the trial with the best validation metric, as best_config.yaml stores it."""
+    """Return the configuration of the trial with the best validation metric, as best_config.yaml stores it."""
     finished = table[table[f"best_{metric}"].notna()]
     if finished.empty:
         errors = "; ".join(table["error"].astype(str).head(3))
@@ -319,10 +324,10 @@ def plot_sweep(table: pd.DataFrame, metric: str, png_path: str) -> list[str]:
     for axis, column in zip(axes[0], top):
         values = pd.to_numeric(finished[column], errors="coerce")
         axis.scatter(values, finished[f"best_{metric}"], color="#0072B2", s=18)
-        if values.min() > 0 and values.max() / values.min() > 50:
+        if values.min() > 0 and values.max() / values.min() > 10:
             axis.set_xscale("log")
         axis.set_xlabel(f"{column.removeprefix('config/')} (|Spearman| {scores[column]:.2f})")
-        axis.set_ylabel(metric.replace("_", " "))
+        axis.set_ylabel(METRIC_LABELS[metric])
     if not top:
         axes[0][0].text(0.5, 0.5, "fewer than 3 finished trials", ha="center", va="center")
     figure.tight_layout()
