@@ -195,9 +195,13 @@ def _load_features(pairs_path: str, features_path: str):
             f"{features_path} holds {tensors['chosen'].shape[0]} pairs but {pairs_path} has {len(pairs)}; "
             "delete the features file and rerun"
         )
+    # Response lengths in words, for methods that model length (ODIN) and length metrics.
+    for side in ("chosen", "rejected"):
+        words = pairs[side].map(lambda text: len(str(text).split())).to_numpy(dtype=np.float32)
+        tensors[f"{side}_length"] = torch.from_numpy(words)
     for key, value in tensors.items():
         if not torch.isfinite(value).all():
-            bad = int((~torch.isfinite(value)).any(dim=1).nonzero()[0, 0])
+            bad = int((~torch.isfinite(value.reshape(len(value), -1))).any(dim=1).nonzero()[0, 0])
             raise UserError(
                 f"{features_path}: {key} features of pair {pairs['pair_id'].iloc[bad]} contain NaN or infinite "
                 "values; delete the file and the feature cache, then rerun"
