@@ -24,6 +24,7 @@ from vrm.backbones import (
     resolve_backbone,
     save_pair_features,
 )
+from vrm.backbones.cache import item_key
 
 TOLERANCE = 1e-5
 
@@ -344,6 +345,17 @@ def test_cache_keys_include_max_length(tmp_path, minilm):
 
     assert stats.encoded == 1
     assert cache.folder_for(minilm, 64) != cache.folder_for(minilm, 32)
+
+
+def test_cache_keys_accept_any_python_string():
+    texts = ["plain", "caf\u00e9 \u4f60\u597d", "lone surrogate \ud800"]
+
+    keys = {item_key("settings", text) for text in texts}
+    keys.add(item_key("settings", ("plain", "caf\u00e9")))
+
+    assert len(keys) == 4
+    assert all(len(key) == 32 for key in keys)
+    assert item_key("settings", "plain") != item_key("other settings", "plain")
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip byte"])

@@ -257,6 +257,7 @@ def tune(config: dict[str, Any], pairs_path: str, features_path: str, train_set:
         method, inputs["train"][0], inputs["validation"][0], settings,
         base_options=method_options(config, method), base_training=dict(config.get("training", {})),
         storage=folder / "ray", threads=threads, events_path=str((folder / "trial_events.log").resolve()),
+        plugins=config.get("plugins", []),
     )
     unfinished = unfinished_trials(results)
     if unfinished:

@@ -84,11 +84,15 @@ def _to_builtin(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _trial(trial_config, *, method, base_options, base_training, seed, threads, train_features, validation_features, events_path):
+def _trial(trial_config, *, method, plugins, base_options, base_training, seed, threads, train_features,
+           validation_features, events_path):
     """Body of one Ray Tune trial: train with the sampled configuration, report every epoch."""
     from ray import tune
 
+    from vrm.methods import load_plugins
     from vrm.train import train_method
+
+    load_plugins(plugins)  # a Ray worker is a fresh process: out-of-tree methods register here
 
     trial_id = tune.get_context().get_trial_id()
     _log_event(events_path, "start", trial_id)
@@ -138,6 +142,7 @@ def run_sweep(
     storage: str | Path,
     threads: int,
     events_path: str | None = None,
+    plugins: list[str] = (),
 ):
     """Run or resume the sweep of one method and return Ray Tune's ResultGrid.
 
@@ -150,9 +155,13 @@ def run_sweep(
     metric = settings.get("metric", "validation_pair_nll")
     mode = METRIC_MODES[metric]
     spaces = settings.get("spaces", {})
-    if method not in spaces:
-        raise UserError(f"config: tune.spaces has no search space for method {method!r}; add one or set tune.enabled: false")
-    space = build_space(spaces[method])
+    spec = spaces.get(method, spaces.get("default"))
+    if spec is None:
+        raise UserError(
+            f"config: tune.spaces has no search space for method {method!r} and no `default` space; "
+            "add one or set tune.enabled: false"
+        )
+    space = build_space(spec)
     split_trial_config(method, {key: None for key in space})  # reject unknown keys before Ray starts
 
     resources = settings.get("resources_per_trial", {"cpu": 1, "gpu": 0})
@@ -160,7 +169,7 @@ def run_sweep(
     init_ray(settings.get("ray_address"), threads)
 
     trainable = tune.with_parameters(
-        _trial, method=method, base_options=base_options, base_training=base_training,
+        _trial, method=method, plugins=list(plugins), base_options=base_options, base_training=base_training,
         seed=int(settings.get("seed", 0)), threads=trial_threads,
         train_features=train_features, validation_features=validation_features,
         events_path=events_path,

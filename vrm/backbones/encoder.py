@@ -1,9 +1,9 @@
 """Load a frozen Hugging Face backbone and encode texts and text pairs into pooled vectors.
 
 An item is either a prompt (``str``) or a ``(prompt, response)`` tuple. A tuple is encoded
-as a tokenizer text pair, so an encoder receives ``[CLS] prompt [SEP] response [SEP]`` with
-token type ids 0 and 1, and a decoder receives the prompt tokens followed by the response
-tokens (the tokenizer's pair template, which adds no separator for GPT-2). Pairs longer
+as a tokenizer text pair, so a BERT-style encoder receives ``[CLS] prompt [SEP] response
+[SEP]`` with token type ids 0 and 1. A decoder receives the prompt tokens followed by the
+response tokens, in the tokenizer's pair template, which adds no separator for GPT-2. Pairs longer
 than ``max_length`` are truncated with ``truncation="longest_first"``: the tokenizer
 drops tokens from the end of whichever part is longer at that moment, so both the prompt
 and the response keep their beginnings.
