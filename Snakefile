@@ -15,7 +15,7 @@ except UserError as error:
 
 RESULTS = config.get("results_dir", "results")
 TRAIN_SETS = list(config["train_sets"])
-METHODS = list(config["methods"])
+METHODS = [name for name, options in config["methods"].items() if options is not False]
 SEEDS = [int(seed) for seed in config["seeds"]]
 STAGE = "workflows/scripts/run_stage.py"
 

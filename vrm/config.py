@@ -61,7 +61,7 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     if duplicates or "in-distribution" in names:
         raise UserError(f"config: benchmark names must be unique and not 'in-distribution': {duplicates or names}")
     baseline = config["evaluation"].get("baseline", "bt")
-    if baseline not in config["methods"]:
+    if config["methods"].get(baseline) is False or baseline not in config["methods"]:
         raise UserError(
             f"config: evaluation.baseline = {baseline!r} is not one of the methods: {', '.join(config['methods'])}"
         )
