@@ -158,7 +158,9 @@ def test_vrm_ablation_defaults():
     assert build_method("vrm-no-weights", DIM).config.num_objectives == 1
     assert build_method("vrm-no-weights", DIM).config.fixed_weights
     deterministic = build_method("vrm-deterministic", DIM).config
-    assert deterministic.deterministic and deterministic.beta_w == 0 and deterministic.beta_z == 0
+    assert deterministic.deterministic
+    assert deterministic.beta_w == 0
+    assert deterministic.beta_z == 0
     assert build_method("vrm-no-feature-kl", DIM).config.beta_z == 0
 
 
