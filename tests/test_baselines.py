@@ -203,3 +203,41 @@ def test_method_learns_separable_task(method):
     assert (margin > 0).float().mean().item() > 0.95
     assert torch.isfinite(probability).all()
     assert probability.mean().item() > 0.7
+
+
+def one_unit_vrm(method: str, **options):
+    """A VRM-family head with K = d = 1 whose posterior means are GELU of the first feature."""
+    model = build_method(method, 2, {"hidden": 1, "num_objectives": 1, "num_features": 1, "dropout": 0.0,
+                                     "kl_warmup": 0.0, **options})
+    with torch.no_grad():
+        for encoder in (model.weight_encoder, model.feature_encoder):
+            encoder[0].weight.copy_(torch.tensor([[1.0, 0.0]]))
+            encoder[0].bias.zero_()
+            encoder[-1].weight.copy_(torch.tensor([[1.0], [0.0]]))
+            encoder[-1].bias.zero_()  # log-variance 0
+        model.decoder.weight.fill_(1.0)
+    return model
+
+
+def test_vrm_deterministic_loss_by_hand():
+    model = one_unit_vrm("vrm-deterministic")
+    batch = dict(tiny_batch(), prompt=torch.tensor([[1.0, 0.0]]))
+    loss, terms = model.loss(batch, progress=1.0)
+    gelu = torch.nn.functional.gelu
+    w = gelu(torch.tensor(1.0)).item()
+    margin = w * (gelu(torch.tensor(2.0)).item() - gelu(torch.tensor(1.0)).item())
+    assert loss.item() == pytest.approx(softplus(-margin), rel=1e-6)
+    assert terms["kl_w"] == 0.0
+    assert terms["kl_z"] == 0.0
+
+
+def test_vrm_no_weights_loss_by_hand():
+    model = one_unit_vrm("vrm-no-weights", beta_z=1.0)
+    with torch.no_grad():
+        model.decoder.weight.zero_()  # every reward 0, so the likelihood term is log 2
+    loss, terms = model.loss(dict(tiny_batch(), prompt=torch.tensor([[1.0, 0.0]])), progress=1.0)
+    gelu = torch.nn.functional.gelu
+    kl_z = 0.5 * gelu(torch.tensor(2.0)).item() ** 2 + 0.5 * gelu(torch.tensor(1.0)).item() ** 2
+    assert terms["kl_w"] == 0.0  # w is fixed to 1, so it has no KL
+    assert terms["kl_z"] == pytest.approx(kl_z, rel=1e-6)
+    assert loss.item() == pytest.approx(math.log(2.0) + kl_z, rel=1e-6)
