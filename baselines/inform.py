@@ -1,7 +1,7 @@
 """InfoRM: a variational information bottleneck reward model.
 
 Source: Miao et al., "InfoRM: Mitigating Reward Hacking in RLHF via Information-Theoretic
-Reward Modeling", 2024, arXiv 2402.09345.
+Reward Modeling", NeurIPS 2024.
 
 The response representation h_xy is encoded into a Gaussian latent
 q(z | x, y) = N(mu(h_xy), diag sigma(h_xy)^2); the reward is decoded from z. Loss:
@@ -39,7 +39,7 @@ class InfoRM(RewardMethod):
     """Reward decoded from a Gaussian information bottleneck on h_xy."""
 
     Config = InfoRMConfig
-    summary = "InfoRM: variational information bottleneck on h_xy, reward decoded from z (Miao et al. 2024, arXiv 2402.09345)"
+    summary = "InfoRM: variational information bottleneck on h_xy, reward decoded from z (Miao et al., NeurIPS 2024)"
 
     def __init__(self, input_dim: int, config: InfoRMConfig):
         super().__init__(input_dim, config)
