@@ -22,11 +22,11 @@ from vrm.backbones.features import load_pair_features
 
 
 def grouped_cv_accuracy(difference: np.ndarray, groups: np.ndarray, folds: int = 5, seed: int = 0) -> tuple[float, np.ndarray]:
-    """Mean held-out accuracy over prompt-grouped folds, and the per-pair correctness.
+    """Return the mean held-out accuracy over prompt-grouped folds and the per-pair correctness.
 
     Each pair enters twice, as (chosen - rejected, 1) and (rejected - chosen, 0), so the
-    classifier sees both labels; a held-out pair counts as correct when the chosen side
-    gets the higher score.
+    classifier is fitted on both labels. A held-out pair counts as correct when the chosen
+    side gets the higher score.
     """
     correct = np.zeros(len(difference))
     for train, test in GroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(difference, groups=groups):

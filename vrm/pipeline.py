@@ -192,7 +192,7 @@ def _load_features(pairs_path: str, features_path: str):
     tensors, _ = load_pair_features(features_path)
     if tensors["chosen"].shape[0] != len(pairs):
         raise UserError(
-            f"{features_path} holds {tensors['chosen'].shape[0]} pairs but {pairs_path} has {len(pairs)}; "
+            f"{features_path} contains {tensors['chosen'].shape[0]} pairs but {pairs_path} has {len(pairs)}; "
             "delete the features file and rerun"
         )
     # Response lengths in words, for methods that model length (ODIN) and length metrics.

@@ -56,7 +56,7 @@ def ece(p_chosen: np.ndarray, bins: int = 15) -> float:
 
 
 def pair_metrics(reward_chosen: np.ndarray, reward_rejected: np.ndarray, p_chosen: np.ndarray, bins: int = 15) -> dict[str, float]:
-    """All metrics of one model on one set of pairs."""
+    """Compute accuracy, NLL, ECE, Brier score and mean margin of one model on one set of pairs."""
     return {
         "accuracy": float(pair_correct(reward_chosen, reward_rejected).mean()),
         "nll": nll(p_chosen),

@@ -6,7 +6,7 @@ from torch import nn
 
 
 def mlp(input_dim: int, hidden: int, output_dim: int, dropout: float = 0.0, output_bias: bool = True) -> nn.Module:
-    """A one-hidden-layer GELU MLP; `hidden` = 0 gives a single linear layer."""
+    """Build a one-hidden-layer GELU MLP, or a single linear layer when `hidden` is 0."""
     if hidden <= 0:
         return nn.Linear(input_dim, output_dim, bias=output_bias)
     return nn.Sequential(

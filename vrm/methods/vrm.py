@@ -11,7 +11,7 @@ Loss (negative ELBO, minimised), with one w shared by both responses of a pair:
     + beta_w * KL(q(omega | x) || N(0, I))
     + beta_z * (KL(q(z+ | x, y+) || N(0, I)) + KL(q(z- | x, y-) || N(0, I)))
 
-Each KL is summed over latent dimensions and averaged over pairs; both betas rise
+Each KL is summed over latent dimensions and averaged over pairs. Both betas rise
 linearly from 0 over the first `kl_warmup` fraction of the optimisation steps.
 """
 
@@ -189,8 +189,8 @@ class VRM(RewardMethod):
             w = self._link(self._sample(mu_w, logvar_w, S))  # [S, B, K]
             z = self._sample(mu_z, logvar_z, S)  # [S, B, d]
             return self._reward_from_latents(w, z).mean(0)  # [S, B] -> [B]
-        # NOTE: with the simplex link, softmax(E[omega] / tau) stands in for E[w]; the exact
-        # mean of a logistic-normal has no closed form (use score_samples for it).
+        # NOTE: with the simplex link, softmax(E[omega] / tau) replaces E[w], because the mean
+        # of a logistic-normal has no closed form. Set score_samples for a Monte Carlo mean.
         return self._reward_from_latents(self._link(mu_w), mu_z)
 
     def preference_probability(self, batch: Batch, samples: int = 0) -> torch.Tensor:
