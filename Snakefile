@@ -17,6 +17,10 @@ RESULTS = config.get("results_dir", "results")
 TRAIN_SETS = list(config["train_sets"])
 METHODS = [name for name, options in config["methods"].items() if options is not False]
 SEEDS = [int(seed) for seed in config["seeds"]]
+CUES = config.get("cues") or {}
+CUE_NAMES = list(CUES.get("templates", {}))
+CUE_RHOS = [repr(float(rho)) for rho in CUES.get("rhos", [])]
+CUE_METHODS = [m for m in METHODS if CUES.get("methods") is None or m in CUES["methods"]]
 STAGE = "workflows/scripts/run_stage.py"
 
 
@@ -25,13 +29,12 @@ include: "workflows/rules/features.smk"
 include: "workflows/rules/tune.smk"
 include: "workflows/rules/train.smk"
 include: "workflows/rules/evaluate.smk"
+include: "workflows/rules/cues.smk"
 include: "workflows/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
-        f"{RESULTS}/tables/main.csv",
-        f"{RESULTS}/tables/main.md",
-        f"{RESULTS}/tables/comparisons.csv",
-        f"{RESULTS}/figures/main.png",
-        f"{RESULTS}/figures/main.pdf",
+        rules.aggregate.output,
+        rules.figures.output,

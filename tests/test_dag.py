@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 import subprocess
@@ -48,6 +49,7 @@ def test_main_table_covers_every_benchmark(ci_run, repo_root):
     assert list(main.columns)[:8] == ["train_set", "method", "benchmark", "metric", "mean", "ci95_low", "ci95_high", "n_seeds"]
 
     benchmarks = {"in-distribution"} | {b["name"] for b in default["benchmarks"]}
+    assert {"rmb/best-of-n", "length/chosen-longer", "length/chosen-shorter"} <= benchmarks
     methods = enabled_methods(repo_root)
     assert {"vrm", "bt"} <= methods
     assert set(main["method"]) == methods
@@ -55,12 +57,38 @@ def test_main_table_covers_every_benchmark(ci_run, repo_root):
         for method in methods:
             rows = main[(main["train_set"] == train_set) & (main["method"] == method)]
             assert set(rows["benchmark"]) == benchmarks, (train_set, method)
-            assert set(rows["metric"]) >= {"accuracy", "nll", "ece"}
+            for benchmark, metrics in rows.groupby("benchmark")["metric"]:
+                assert set(metrics) >= {"accuracy", "nll", "ece", "brier", "length_spearman"}, benchmark
             assert (rows["n_seeds"] == len(config["seeds"])).all()
+    best_of_n = main[(main["benchmark"] == "rmb/best-of-n") & (main["metric"] == "accuracy")]
+    pair_level = main[(main["benchmark"] == "rmb/best-of-n") & (main["metric"] == "pair_accuracy")]
+    # A set is solved only when every one of its pairs is right.
+    assert (best_of_n["mean"].to_numpy() <= pair_level["mean"].to_numpy() + 1e-12).all()
+    assert (best_of_n["n_prompts"] < best_of_n["n_pairs"]).all()
     accuracy = main[main["metric"] == "accuracy"]
     assert accuracy["mean"].between(0, 1).all()
     assert (accuracy["ci95_low"] <= accuracy["mean"]).all()
     assert (accuracy["mean"] <= accuracy["ci95_high"]).all()
+
+
+def test_cue_rows_and_benchmark_sizes(ci_run, repo_root):
+    results, _ = ci_run
+    config = yaml.safe_load((repo_root / "workflows/config/ci.yaml").read_text())
+    cues = config["cues"]
+    main = pd.read_csv(results / "tables" / "main.csv")
+    for cue in cues["templates"]:
+        rows = main[(main["train_set"] == f"{cues['train_set']}+{cue}") & (main["metric"] == "accuracy")]
+        expected = {f"cue/{condition}@{float(rho)!r}" for condition in ("clean", "reversed") for rho in cues["rhos"]}
+        assert set(rows["benchmark"]) == expected
+        assert set(rows["method"]) == enabled_methods(repo_root)
+        assert (rows["n_seeds"] == len(cues["seeds"])).all()
+    sizes = pd.read_csv(results / "tables" / "benchmarks.csv")
+    bon = sizes[sizes["benchmark"] == "rmb/best-of-n"].iloc[0]
+    prepared = json.loads((results / "data" / "prepare.json").read_text())
+    assert bon["left_out_prompt_in_training"] == prepared["rmb-bon"]["left_out_prompt_in_training"] > 0
+    report = json.loads((results / "features" / "cue" / "polite.json").read_text())
+    assert report["cue_text_after_response"] is False
+    assert report["pairs"] > 0
 
 
 def test_comparisons_and_figures_exist(ci_run, repo_root):
@@ -70,7 +98,7 @@ def test_comparisons_and_figures_exist(ci_run, repo_root):
     assert set(comparisons["baseline"]) == {"bt"}
     assert comparisons["p_value"].between(0, 1).all()
     assert (results / "tables" / "main.md").read_text().startswith("### Trained on")
-    for name in ("main.png", "main.pdf"):
+    for name in ("main.png", "main.pdf", "cue.png", "cue.pdf", "reliability.png", "reliability.pdf"):
         assert (results / "figures" / name).stat().st_size > 1000
 
 

@@ -307,7 +307,7 @@ def test_render_conversation():
 
 
 def test_registry_lists_every_source():
-    expected = {*LOCAL_FILE_SOURCES, "hh-rlhf", "ultrafeedback", "local"}
+    expected = {*LOCAL_FILE_SOURCES, "hh-rlhf", "ultrafeedback", "rewardbench", "local"}
     assert set(SOURCES) == expected
 
 

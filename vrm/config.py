@@ -60,6 +60,20 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates or "in-distribution" in names:
         raise UserError(f"config: benchmark names must be unique and not 'in-distribution': {duplicates or names}")
+    cues = config.get("cues")
+    if cues:
+        from vrm.evaluate.cues import check_template
+
+        if cues["train_set"] not in config["train_sets"]:
+            raise UserError(
+                f"config: cues.train_set = {cues['train_set']!r} is not a training set; "
+                f"use one of {', '.join(config['train_sets'])}"
+            )
+        for name, template in cues["templates"].items():
+            check_template(name, template)
+        unknown = [m for m in cues.get("methods") or [] if m not in config["methods"]]
+        if unknown:
+            raise UserError(f"config: cues.methods lists {', '.join(unknown)}, which are not in methods")
     baseline = config["evaluation"].get("baseline", "bt")
     if config["methods"].get(baseline) is False or baseline not in config["methods"]:
         raise UserError(

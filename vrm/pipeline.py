@@ -51,6 +51,8 @@ def _sources_by_role(config: dict[str, Any]) -> tuple[dict[str, str], list[str]]
             training[source] = train_set
     benchmark_only = [s for s in config.get("benchmark_sources", {}) if s not in training]
     for spec in config["benchmarks"]:
+        if spec["source"] == "in-distribution":
+            continue
         if spec["source"] not in training and spec["source"] not in benchmark_only:
             raise UserError(
                 f"config: benchmark {spec['name']!r} reads source {spec['source']!r}, which is in neither "
@@ -73,7 +75,10 @@ def prepare(config: dict[str, Any], pairs_path: str, report_path: str, report_di
     entries = {}
     for spec in config["train_sets"].values():
         entries.update({source_entry(entry)[0]: source_entry(entry)[1:] for entry in spec["sources"]})
-    entries.update({name: (name, {}) for name in benchmark_only})
+    for name in benchmark_only:
+        options = dict(config["benchmark_sources"].get(name) or {})
+        options.pop("max_pairs", None)
+        entries[name] = (options.pop("source", name), options)
 
     frames, summary = [], {}
     for source in list(training) + benchmark_only:
@@ -344,33 +349,174 @@ def evaluate(config: dict[str, Any], pairs_path: str, features_path: str, model_
     log.info("scored %d test pairs into %s", len(scores), scores_path)
 
 
+# Spurious-cue stress test: the cue training set with a cue planted, at several rates.
+
+
+def _cue_rows(pairs: pd.DataFrame, train_set: str) -> np.ndarray:
+    rows = np.flatnonzero(pairs["train_set"] == train_set)
+    if len(rows) == 0:
+        raise UserError(f"config: cues.train_set = {train_set!r} has no pairs; use one of the train_sets")
+    return rows
+
+
+def cue_features(config: dict[str, Any], pairs_path: str, cue: str, features_path: str, report_path: str,
+                 threads: int) -> None:
+    """Encode (prompt, cued response) for both responses of every pair of the cue training set."""
+    from vrm.backbones.cache import FeatureCache
+    from vrm.backbones.encoder import Backbone
+    from vrm.backbones.features import build_pair_features, save_pair_features
+    from vrm.evaluate.cues import PLACEHOLDER, apply_cue, check_template
+
+    settings, cues = config["backbone"], config["cues"]
+    template = cues["templates"][cue]
+    check_template(cue, template)
+    pairs = pd.read_parquet(pairs_path)
+    rows = pairs.iloc[_cue_rows(pairs, cues["train_set"])]
+    prompts = rows["prompt"].tolist()
+    chosen = [apply_cue(template, text) for text in rows["chosen"]]
+    rejected = [apply_cue(template, text) for text in rows["rejected"]]
+    backbone = Backbone(settings["name"], trust_remote_code=settings.get("trust_remote_code", False))
+    max_length = settings.get("max_length", 256)
+    tensors = build_pair_features(
+        prompts, chosen, rejected, backbone=backbone, cache=FeatureCache(config.get("cache_dir", "results/cache")),
+        max_length=max_length, batch_size=settings.get("batch_size", 64), threads=threads,
+    )
+    # A pair longer than max_length loses tokens from the end of its longer part, so a cue
+    # after the response can be cut off there. Count those texts.
+    lengths = [len(ids) for ids in backbone.tokenizer(prompts * 2, chosen + rejected, truncation=False, verbose=False)["input_ids"]]
+    over = int(sum(length > max_length for length in lengths))
+    cue_at_end = bool(template.split(PLACEHOLDER)[1].strip())
+    report = {
+        "cue": cue, "template": template, "train_set": cues["train_set"], "pairs": len(rows),
+        "cued_texts": len(lengths), "cued_texts_over_max_length": over, "max_length": max_length,
+        "cue_text_after_response": cue_at_end,
+    }
+    if cue_at_end and over:
+        log.warning("cue %s ends after the response: in %d of %d cued texts longer than %d tokens it can be cut "
+                    "off; a cue before the response survives truncation", cue, over, len(lengths), max_length)
+    save_pair_features(features_path, tensors, {"cue": cue, "train_set": cues["train_set"], "pairs": str(len(rows))})
+    write_json(report_path, report)
+    log.info("wrote cued features of %d pairs (cue %s) to %s; %d of %d cued texts exceed %d tokens",
+             len(rows), cue, features_path, over, len(lengths), max_length)
+
+
+def cue_train(config: dict[str, Any], pairs_path: str, features_path: str, cue_features_path: str, cue: str,
+              rho: float, method: str, best_yaml: str | None, model_root: str, scores_path: str, threads: int) -> None:
+    """Train `method` on the cued training set at rate rho for every cue seed; score clean and reversed tests."""
+    import torch
+
+    from vrm.backbones.features import load_pair_features
+    from vrm.evaluate.cues import apply_cue, benchmark_names, cue_on_chosen
+    from vrm.methods import load_plugins
+    from vrm.train import TrainConfig, save_model, set_seed, train_method
+
+    load_plugins(config.get("plugins", []))
+    cues = config["cues"]
+    template = cues["templates"][cue]
+    pairs, tensors = _load_features(pairs_path, features_path)
+    rows = _cue_rows(pairs, cues["train_set"])
+    cued, _ = load_pair_features(cue_features_path)
+    if cued["chosen"].shape[0] != len(rows):
+        raise UserError(f"{cue_features_path} contains {cued['chosen'].shape[0]} pairs, expected {len(rows)}; "
+                        "delete it and rerun")
+    subset = pairs.iloc[rows]
+    split = subset["split"].to_numpy()
+    words = {side: [len(apply_cue(template, str(text)).split()) for text in subset[side]] for side in ("chosen", "rejected")}
+    cued["chosen_length"] = torch.tensor(words["chosen"], dtype=torch.float32)
+    cued["rejected_length"] = torch.tensor(words["rejected"], dtype=torch.float32)
+    clean = _rows(tensors, rows)
+
+    on_chosen = torch.from_numpy(cue_on_chosen(subset["pair_id"], cue, rho, config.get("split", {}).get("seed", 0)))
+    planted = dict(clean)
+    for key in ("chosen", "chosen_length"):
+        planted[key] = torch.where(on_chosen.view(-1, *[1] * (clean[key].dim() - 1)), cued[key], clean[key])
+    for key in ("rejected", "rejected_length"):
+        planted[key] = torch.where(on_chosen.view(-1, *[1] * (clean[key].dim() - 1)), clean[key], cued[key])
+    train_index, validation_index, test_index = (np.flatnonzero(split == name) for name in SPLITS)
+    reversed_test = dict(clean)
+    reversed_test["rejected"], reversed_test["rejected_length"] = cued["rejected"], cued["rejected_length"]
+    log.info("%s with cue %s at rho %s: %d train, %d validation, %d test pairs; cue on the chosen side of %d of %d "
+             "training pairs", method, cue, rho, len(train_index), len(validation_index), len(test_index),
+             int(on_chosen[train_index].sum()), len(train_index))
+
+    options, training = best_options(config, method, best_yaml)
+    clean_name, reversed_name = benchmark_names(rho)
+    samples = config["evaluation"].get("probability_samples", 0)
+    frames = []
+    for seed in cues["seeds"]:
+        train_config = TrainConfig(**training, seed=int(seed), threads=threads)
+        result = train_method(method, options, _rows(planted, train_index), _rows(planted, validation_index), train_config)
+        save_model(result, method, options, train_config, Path(model_root) / f"seed{seed}")
+        model = result.model.eval()
+        for name, source in ((clean_name, clean), (reversed_name, reversed_test)):
+            set_seed(0)
+            batch = _rows(source, test_index)
+            with torch.no_grad():
+                frames.append(pd.DataFrame({
+                    "seed": int(seed), "benchmark": name, "pair_id": subset["pair_id"].iloc[test_index].to_numpy(),
+                    "reward_chosen": model.reward(batch["prompt"], batch["chosen"]).double().numpy(),
+                    "reward_rejected": model.reward(batch["prompt"], batch["rejected"]).double().numpy(),
+                    "p_chosen": model.preference_probability(batch, samples=samples).double().numpy(),
+                }))
+    scores = pd.concat(frames, ignore_index=True)
+    write_parquet(scores_path, scores)
+    for name in (clean_name, reversed_name):
+        accuracy = (scores.loc[scores["benchmark"] == name, "reward_chosen"]
+                    > scores.loc[scores["benchmark"] == name, "reward_rejected"]).mean()
+        log.info("%s: accuracy %.3f over %d seeds", name, accuracy, len(cues["seeds"]))
+
+
 # Aggregate and figures.
 
 
-def aggregate(config: dict[str, Any], pairs_path: str, score_paths: list[str], keys: list[tuple[str, str, int]],
-              main_csv: str, main_md: str, per_seed_csv: str, comparisons_csv: str) -> None:
-    from vrm.report.aggregate import ScoreFile, compare_to_baseline, per_seed_metrics, summarize, to_markdown
+def aggregate(config: dict[str, Any], pairs_path: str, prepare_report: str, score_paths: list[str],
+              keys: list[tuple[str, str, int]], cue_paths: list[str], cue_keys: list[tuple[str, str, str]],
+              outputs: dict[str, str]) -> None:
+    """Write the result tables: main, per seed, comparisons, reliability bins and benchmark sizes."""
+    import json
+
+    from vrm.report.aggregate import (
+        ScoreFile, benchmark_table, compare_to_baseline, per_seed_metrics, reliability_table, summarize, to_markdown,
+    )
 
     pairs = pd.read_parquet(pairs_path)
     files = [ScoreFile(t, m, s, pd.read_parquet(p)) for (t, m, s), p in zip(keys, score_paths)]
+    for (cue, _, method), path in zip(cue_keys, cue_paths):
+        scores = pd.read_parquet(path)
+        train_set = f"{config['cues']['train_set']}+{cue}"
+        for seed, frame in scores.groupby("seed", sort=True):
+            files.append(ScoreFile(train_set, method, int(seed), frame.drop(columns="seed").reset_index(drop=True)))
     evaluation = config["evaluation"]
-    per_seed = per_seed_metrics(pairs, files, config["benchmarks"], evaluation.get("ece_bins", 15))
+    bins = evaluation.get("ece_bins", 15)
+    per_seed = per_seed_metrics(pairs, files, config["benchmarks"], bins)
     main = summarize(per_seed)
     comparisons = compare_to_baseline(
         pairs, files, config["benchmarks"], evaluation.get("baseline", "bt"),
         evaluation.get("bootstrap_samples", 2000), evaluation.get("bootstrap_seed", 0),
     )
-    write_csv(per_seed_csv, per_seed)
-    write_csv(main_csv, main)
-    write_text(main_md, to_markdown(main))
-    write_csv(comparisons_csv, comparisons)
-    log.info("main table: %d rows; comparisons: %d rows", len(main), len(comparisons))
+    summary = json.loads(Path(prepare_report).read_text())
+    write_csv(outputs["per_seed"], per_seed)
+    write_csv(outputs["main"], main)
+    write_text(outputs["markdown"], to_markdown(main))
+    write_csv(outputs["comparisons"], comparisons)
+    write_csv(outputs["reliability"], reliability_table(pairs, files, bins))
+    benchmarks = benchmark_table(pairs, list(config["train_sets"]), config["benchmarks"], summary)
+    write_csv(outputs["benchmarks"], benchmarks)
+    for row in benchmarks.drop_duplicates("source").itertuples():
+        if row.left_out_prompt_in_training:
+            log.info("source %s: %d pairs left out because their prompt is in a training or validation split",
+                     row.source, row.left_out_prompt_in_training)
+    log.info("main table: %d rows from %d score files; comparisons: %d rows", len(main), len(files), len(comparisons))
 
 
-def figures(main_csv: str, png_path: str, pdf_path: str) -> None:
-    from vrm.report.figures import plot_main
+def figures(main_csv: str, reliability_csv: str, outputs: dict[str, str]) -> None:
+    from vrm.report.figures import plot_cues, plot_main, plot_reliability
 
-    plot_main(pd.read_csv(main_csv), png_path, pdf_path)
+    main = pd.read_csv(main_csv)
+    plot_main(main, outputs["main_png"], outputs["main_pdf"])
+    plot_reliability(pd.read_csv(reliability_csv), main, outputs["reliability_png"], outputs["reliability_pdf"])
+    if "cue_png" in outputs:
+        plot_cues(main, outputs["cue_png"], outputs["cue_pdf"])
 
 
 # Dispatch from a Snakemake rule.
@@ -394,10 +540,18 @@ def _dispatch(job) -> None:
         evaluate(cfg, job.input.pairs, job.input.features, str(Path(job.input.model).parent), job.output.scores)
     elif rule == "aggregate":
         keys = [tuple(key) for key in job.params.score_keys]
-        aggregate(cfg, job.input.pairs, list(job.input.scores), keys, job.output.main,
-                  job.output.markdown, job.output.per_seed, job.output.comparisons)
+        cue_keys = [tuple(key) for key in job.params.cue_keys]
+        aggregate(cfg, job.input.pairs, job.input.prepare, list(job.input.scores), keys, list(job.input.cue_scores),
+                  cue_keys, dict(job.output.items()))
     elif rule == "figures":
-        figures(job.input.main, job.output.png, job.output.pdf)
+        figures(job.input.main, job.input.reliability, dict(job.output.items()))
+    elif rule == "cue_features":
+        cue_features(cfg, job.input.pairs, job.wildcards.cue, job.output.features, job.output.report, job.threads)
+    elif rule == "cue_train":
+        w = job.wildcards
+        cue_train(cfg, job.input.pairs, job.input.features, job.input.cue_features, w.cue, float(w.rho), w.method,
+                  job.input.best, job.params.model_root, job.output.scores,
+                  job.threads)
     else:
         raise ValueError(f"no stage for rule {rule!r}")
 

@@ -21,7 +21,7 @@ import pandas as pd
 from vrm.data.adapters import add_hh_rlhf_record
 from vrm.data.local import add_chat_or_text_record
 from vrm.data.pairs import PairCollector
-from vrm.data.readers import Record, require_field
+from vrm.data.readers import Record, require_field, require_type
 from vrm.data.schema import DROP_TIE, PAIR_COLUMNS, DatasetNotFoundError
 
 if TYPE_CHECKING:
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 HH_RLHF_HUB_ID = "Anthropic/hh-rlhf"
 ULTRAFEEDBACK_HUB_ID = "HuggingFaceH4/ultrafeedback_binarized"
+REWARDBENCH_HUB_ID = "allenai/reward-bench"
+NOTE_UNKNOWN_SUBSET = "pairs whose subset is in no section"
 
 
 def hub_label(hub_id: str, data_dir: str | None = None, split: str | None = None) -> str:
@@ -110,6 +112,31 @@ def pairs_from_ultrafeedback(dataset: "datasets.Dataset", collector: PairCollect
             collector.drop(DROP_TIE)
             continue
         add_chat_or_text_record(record, collector, f"{row_prefix}{row_id}")
+
+
+def pairs_from_rewardbench(
+    dataset: "datasets.Dataset", collector: PairCollector, *, origin: str, sections: dict[str, str]
+) -> None:
+    """Convert a Dataset in the RewardBench layout (prompt, chosen, rejected, subset, id) to pairs.
+
+    `subset` is kept as the pair's subset and its section (from `sections`, subset ->
+    section) becomes the aspect; subsets in no section keep an empty aspect and are
+    counted in the report's notes. The row id is the `id` column, or the 0-based row
+    index where `id` is missing or repeated.
+    """
+    seen: set[str] = set()
+    for record in dataset_records(dataset, origin):
+        prompt = require_type(record, "prompt", str, "a string")
+        chosen = require_type(record, "chosen", str, "a string")
+        rejected = require_type(record, "rejected", str, "a string")
+        subset = require_type(record, "subset", str, "a string")
+        row = record.data.get("id")
+        row_id = str(row) if row is not None and str(row) not in seen else str(record.index)
+        seen.add(row_id)
+        collector.report.rows_read += 1
+        if subset not in sections:
+            collector.report.notes[NOTE_UNKNOWN_SUBSET] = collector.report.notes.get(NOTE_UNKNOWN_SUBSET, 0) + 1
+        collector.add(row_id, prompt, chosen, rejected, aspect=sections.get(subset, ""), subset=subset)
 
 
 def pairs_to_dataset(pairs: pd.DataFrame) -> "datasets.Dataset":

@@ -228,6 +228,42 @@ def load_ultrafeedback(
     return collector.frame(), report
 
 
+def load_rewardbench(
+    data_root: Path | None,
+    *,
+    split: str = "filtered",
+    hub_id: str = hub.REWARDBENCH_HUB_ID,
+    sections: str = "rewardbench",
+    files: str | Path | Sequence[str | Path] | None = None,
+    data_files: str | Path | Sequence[str | Path] | None = None,
+    cache_dir: str | Path | None = None,
+) -> tuple[pd.DataFrame, DropReport]:
+    """Load RewardBench (allenai/reward-bench, split "filtered") from local files or the hub.
+
+    Local files (`files` or `data_files`: JSON Lines or Parquet) use the hub's layout:
+    prompt, chosen, rejected, subset and optionally id. Each pair's aspect is its section
+    in the section table `sections` (see vrm.data.sections).
+    """
+    from vrm.data.sections import load_section_table, section_of
+
+    name = "rewardbench"
+    report = DropReport(dataset=name)
+    collector = PairCollector(name, "human", report)
+    data_files = files if files is not None else data_files
+    if data_files is not None:
+        dataset = hub.load_files_dataset(data_files, cache_dir)
+        origin = describe_files(data_files)
+    else:
+        origin = hub.hub_label(hub_id, split=split)
+        try:
+            dataset = hub.load_hub_dataset(hub_id, split=split, cache_dir=cache_dir)
+        except OSError as error:
+            raise not_found_error(name, [f"{origin}: {error}"], None, on_hub=True) from error
+    report.files = [origin]
+    hub.pairs_from_rewardbench(dataset, collector, origin=origin, sections=section_of(load_section_table(sections)))
+    return collector.frame(), report
+
+
 def describe_files(files: str | Path | Sequence[str | Path]) -> str:
     paths = [files] if isinstance(files, (str, Path)) else list(files)
     return ", ".join(str(path) for path in paths)
@@ -279,6 +315,13 @@ SOURCES: dict[str, Source] = {
             "HuggingFaceH4/ultrafeedback_binarized (split test_prefs by default)",
             load_ultrafeedback,
             ("split", *_HUB_OPTIONS),
+        ),
+        Source(
+            "rewardbench",
+            "human",
+            "RewardBench (allenai/reward-bench), sections from a section table",
+            load_rewardbench,
+            ("split", "hub_id", "sections", *_HUB_OPTIONS),
         ),
         file_source(
             "pandalm",

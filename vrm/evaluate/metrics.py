@@ -43,15 +43,7 @@ def ece(p_chosen: np.ndarray, bins: int = 15) -> float:
     p = np.asarray(p_chosen, dtype=np.float64)
     if p.size == 0:
         return float("nan")
-    confidence = np.maximum(p, 1.0 - p)
-    correct = np.where(p > 0.5, 1.0, np.where(p == 0.5, 0.5, 0.0))
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        members = index == b
-        if members.any():
-            total += members.sum() * abs(correct[members].mean() - confidence[members].mean())
+    total = sum(row["n_pairs"] * abs(row["accuracy"] - row["confidence"]) for row in reliability_bins(p, bins))
     return float(total / p.size)
 
 
@@ -64,3 +56,39 @@ def pair_metrics(reward_chosen: np.ndarray, reward_rejected: np.ndarray, p_chose
         "brier": brier(p_chosen),
         "margin": float(np.mean(np.asarray(reward_chosen) - np.asarray(reward_rejected))),
     }
+
+
+def length_spearman(reward_chosen: np.ndarray, reward_rejected: np.ndarray, length_chosen: np.ndarray,
+                    length_rejected: np.ndarray) -> float:
+    """Spearman rank correlation of reward with response length, over both responses of every pair.
+
+    Returns NaN when the rewards or the lengths are constant.
+
+    >>> length_spearman(np.array([3.0, 1.0]), np.array([2.0, 0.0]), np.array([30, 10]), np.array([20, 5]))
+    1.0
+    """
+    from scipy import stats
+
+    rewards = np.concatenate([np.asarray(reward_chosen, np.float64), np.asarray(reward_rejected, np.float64)])
+    lengths = np.concatenate([np.asarray(length_chosen, np.float64), np.asarray(length_rejected, np.float64)])
+    if np.ptp(rewards) == 0 or np.ptp(lengths) == 0:
+        return float("nan")
+    return float(stats.spearmanr(rewards, lengths).statistic)
+
+
+def reliability_bins(p_chosen: np.ndarray, bins: int = 15) -> list[dict[str, float]]:
+    """Return the bins behind `ece`: per non-empty bin its edges, pair count, mean confidence and accuracy."""
+    p = np.asarray(p_chosen, dtype=np.float64)
+    confidence = np.maximum(p, 1.0 - p)
+    correct = np.where(p > 0.5, 1.0, np.where(p == 0.5, 0.5, 0.0))
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        members = index == b
+        if members.any():
+            rows.append({
+                "bin": b, "bin_low": float(edges[b]), "bin_high": float(edges[b + 1]), "n_pairs": int(members.sum()),
+                "confidence": float(confidence[members].mean()), "accuracy": float(correct[members].mean()),
+            })
+    return rows

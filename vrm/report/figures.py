@@ -1,4 +1,8 @@
-"""Figures of the main comparison."""
+"""Figures: the main comparison, reliability diagrams and the spurious-cue stress test.
+
+Every figure takes a method's color, hatch and marker from `method_styles`, so a method
+looks the same in all of them, and is written as PNG and as vector PDF.
+"""
 
 from __future__ import annotations
 
@@ -15,19 +19,35 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 
 # Beyond eight methods the colors repeat, so each further group of eight gets a hatch.
 HATCHES = ["", "//", "..", "xx"]
+# Line figures tell repeated colors apart by marker instead.
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 
 def method_styles(methods: list[str]) -> dict[str, dict[str, str]]:
-    """Bar color and hatch per method, fixed by the sorted method names."""
+    """Color, hatch (bars) and marker (lines) per method, fixed by the sorted method names."""
     return {
-        method: {"color": PALETTE[i % len(PALETTE)], "hatch": HATCHES[(i // len(PALETTE)) % len(HATCHES)]}
+        method: {
+            "color": PALETTE[i % len(PALETTE)],
+            "hatch": HATCHES[(i // len(PALETTE)) % len(HATCHES)],
+            "marker": MARKERS[(i // len(PALETTE)) % len(MARKERS)],
+        }
         for i, method in enumerate(sorted(methods))
     }
 
 
+def _save(figure, png_path: str, pdf_path: str) -> None:
+    figure.tight_layout()
+    figure.savefig(png_path, dpi=150)
+    figure.savefig(pdf_path)
+    plt.close(figure)
+
+
 def plot_main(main: pd.DataFrame, png_path: str, pdf_path: str) -> None:
-    """Accuracy per benchmark and method with 95% CI error bars, one panel per training set."""
-    accuracy = main[main["metric"] == "accuracy"]
+    """Accuracy per benchmark and method with 95% CI error bars, one panel per training set.
+
+    The cue stress-test rows have their own figure (`plot_cues`) and are left out here.
+    """
+    accuracy = main[(main["metric"] == "accuracy") & ~main["benchmark"].str.startswith("cue/")]
     train_sets = list(dict.fromkeys(accuracy["train_set"]))
     methods = list(dict.fromkeys(accuracy["method"]))
     styles = method_styles(methods)
@@ -49,10 +69,84 @@ def plot_main(main: pd.DataFrame, png_path: str, pdf_path: str) -> None:
         axis.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
         axis.set_xticks(x, benchmarks, rotation=35, ha="right", fontsize=8)
         axis.set_ylabel("pairwise accuracy")
-        axis.set_ylim(0.3, 1.05)
+        axis.set_ylim(0.0, 1.05)
         axis.set_title(f"trained on {train_set}")
         axis.legend(fontsize=7, ncol=min(len(methods), 7), loc="upper right")
-    figure.tight_layout()
-    figure.savefig(png_path, dpi=150)
-    figure.savefig(pdf_path)
-    plt.close(figure)
+    _save(figure, png_path, pdf_path)
+
+
+def plot_reliability(reliability: pd.DataFrame, main: pd.DataFrame, png_path: str, pdf_path: str) -> None:
+    """Reliability diagram per method: accuracy against confidence of the predicted side.
+
+    One panel per method and one line style per training set, on in-distribution test
+    pairs with the seeds pooled. Marker area grows with the pairs in the bin, and the
+    legend gives the ECE (mean over seeds).
+    """
+    methods = sorted(dict.fromkeys(reliability["method"]))
+    train_sets = list(dict.fromkeys(reliability["train_set"]))
+    styles = method_styles(methods)
+    columns = min(4, max(1, len(methods)))
+    rows = max(1, int(np.ceil(len(methods) / columns)))
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.0 * rows), squeeze=False, sharex=True, sharey=True)
+    line_styles = ["-", "--", ":", "-."]
+    for axis in axes.flat[len(methods):]:
+        axis.set_visible(False)
+    for axis, method in zip(axes.flat, methods):
+        axis.plot([0.5, 1.0], [0.5, 1.0], color="grey", linewidth=0.8, linestyle="--")
+        for j, train_set in enumerate(train_sets):
+            table = reliability[(reliability["method"] == method) & (reliability["train_set"] == train_set)]
+            if table.empty:
+                continue
+            ece = main[(main["method"] == method) & (main["train_set"] == train_set)
+                       & (main["benchmark"] == "in-distribution") & (main["metric"] == "ece")]["mean"]
+            label = f"{train_set}" + (f" (ECE {ece.iloc[0]:.3f})" if len(ece) else "")
+            axis.plot(table["confidence"], table["accuracy"], color=styles[method]["color"], label=label,
+                      linestyle=line_styles[j % len(line_styles)], linewidth=1.0, marker=styles[method]["marker"],
+                      markersize=2)
+            axis.scatter(table["confidence"], table["accuracy"], s=8 + 60 * table["n_pairs"] / table["n_pairs"].max(),
+                         color=styles[method]["color"], marker=styles[method]["marker"], zorder=3)
+        axis.set_title(method, fontsize=9)
+        axis.set_xlim(0.48, 1.02)
+        axis.set_ylim(0.0, 1.02)
+        axis.legend(fontsize=6, loc="lower right")
+    for axis in axes[-1, :]:
+        axis.set_xlabel("confidence max(p, 1 - p)")
+    for axis in axes[:, 0]:
+        axis.set_ylabel("accuracy")
+    _save(figure, png_path, pdf_path)
+
+
+def plot_cues(main: pd.DataFrame, png_path: str, pdf_path: str) -> None:
+    """Accuracy against the cue rate rho per method, on clean and on reversed test pairs, with 95% CIs.
+
+    One row of panels per cue (the training set column of cue rows is "{set}+{cue}").
+    """
+    accuracy = main[(main["metric"] == "accuracy") & main["benchmark"].str.startswith("cue/")].copy()
+    if accuracy.empty:
+        raise ValueError("main table has no cue/* rows; run the cue stress test first")
+    accuracy["condition"] = accuracy["benchmark"].str.extract(r"^cue/([a-z]+)@")[0]
+    accuracy["rho"] = accuracy["benchmark"].str.extract(r"@([0-9.]+)$")[0].astype(float)
+    cues = list(dict.fromkeys(accuracy["train_set"]))
+    methods = sorted(dict.fromkeys(accuracy["method"]))
+    styles = method_styles(list(dict.fromkeys(main["method"])))
+    conditions = ["clean", "reversed"]
+    figure, axes = plt.subplots(len(cues), 2, figsize=(10, 3.6 * len(cues)), squeeze=False, sharey=True)
+    offsets = np.linspace(-0.012, 0.012, max(1, len(methods)))
+    for row, cue in enumerate(cues):
+        for column, condition in enumerate(conditions):
+            axis = axes[row, column]
+            table = accuracy[(accuracy["train_set"] == cue) & (accuracy["condition"] == condition)]
+            for offset, method in zip(offsets, methods):
+                rows = table[table["method"] == method].sort_values("rho")
+                if rows.empty:
+                    continue
+                error = np.vstack([rows["mean"] - rows["ci95_low"], rows["ci95_high"] - rows["mean"]])
+                axis.errorbar(rows["rho"] + offset, rows["mean"], yerr=error, color=styles[method]["color"],
+                              marker=styles[method]["marker"], markersize=4, linewidth=1.0, capsize=2, label=method)
+            axis.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
+            axis.set_title(f"{cue}: {condition} test pairs", fontsize=10)
+            axis.set_xlabel("rho, rate of the cue on the chosen response in training")
+            axis.set_ylim(-0.02, 1.02)
+        axes[row, 0].set_ylabel("pairwise accuracy")
+    axes[0, 1].legend(fontsize=7, ncol=2, loc="lower left")
+    _save(figure, png_path, pdf_path)
