@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from vrm import pipeline
 from vrm.errors import UserError
@@ -94,3 +95,19 @@ def test_planted_cue_is_detected_by_reversed_pairs(tmp_path):
     assert accuracy["cue/reversed@1.0"] < accuracy["cue/clean@1.0"] - 0.3, accuracy
     # An uninformative cue (rho = 0.5) moves nothing.
     assert abs(accuracy["cue/reversed@0.5"] - accuracy["cue/clean@0.5"]) < 0.15, accuracy
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"train_set": "nope"}, "cues.train_set = 'nope' is not a training set"),
+    ({"templates": {"polite": "no placeholder"}}, "cues.templates.polite"),
+    ({"methods": ["bt", "missing"]}, "cues.methods lists missing"),
+    ({"rhos": [1.5]}, "cues.rhos.0 = 1.5"),
+])
+def test_cue_config_errors_name_the_key(tmp_path, override, message):
+    from vrm.config import load_config
+
+    path = tmp_path / "cues.yaml"
+    default = load_config()["cues"]
+    path.write_text(yaml.safe_dump({"cues": {**default, **override}}))
+    with pytest.raises(UserError, match=message):
+        load_config(path)

@@ -58,6 +58,14 @@ class RewardMethod(nn.Module):
         )
         return torch.sigmoid(margin)
 
+    def sample_margin(self, batch: Batch) -> torch.Tensor:
+        """Return r(x, y+) - r(x, y-) of one draw of the stochastic predictor, shape [B].
+
+        Deterministic methods return the scored margin. Methods with latent noise draw it
+        here, so PAC-Bayes bounds count that noise as part of the predictor.
+        """
+        return self.reward(batch["prompt"], batch["chosen"]) - self.reward(batch["prompt"], batch["rejected"])
+
     def training_report(self, batch: Batch) -> dict[str, Any]:
         """Return diagnostics computed on held-out pairs after training (none by default)."""
         return {}

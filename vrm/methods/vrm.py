@@ -193,6 +193,14 @@ class VRM(RewardMethod):
         # of a logistic-normal has no closed form. Set score_samples for a Monte Carlo mean.
         return self._reward_from_latents(self._link(mu_w), mu_z)
 
+    def sample_margin(self, batch: Batch) -> torch.Tensor:
+        """Draw one w per pair and independent z+, z-, and return w . (g(z+) - g(z-)), shape [B]."""
+        q = self._kl_terms(batch)
+        w = self._link(self._sample(q["mu_w"], q["logvar_w"], 1))[0]  # [B, K]
+        z_chosen = self._sample(q["mu_c"], q["logvar_c"], 1)[0]  # [B, d]
+        z_rejected = self._sample(q["mu_r"], q["logvar_r"], 1)[0]
+        return (w * (self.decoder(z_chosen) - self.decoder(z_rejected))).sum(-1)
+
     def preference_probability(self, batch: Batch, samples: int = 0) -> torch.Tensor:
         """Monte Carlo mean of sigma(r+ - r-) over `samples` draws; sigma of the scored margin when 0."""
         if samples == 0 or self.config.deterministic:
