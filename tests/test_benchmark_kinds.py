@@ -143,3 +143,20 @@ def test_rewardbench_section_scores_follow_the_table(tmp_path):
                                       [{"name": "rb", "source": "rewardbench", "sections": "rewardbench"}], "bt", 200, 0)
     row = comparisons[(comparisons["benchmark"] == "rb/chat") & (comparisons["method"] == "m")].iloc[0]
     assert row["accuracy_difference"] == pytest.approx(chat)
+
+
+def test_comparisons_keep_every_cue_rate():
+    """Stress-test score files share (train set, method, seed) across rhos; each rho keeps its rows."""
+    pairs = frame([{"pair_id": f"p{i}", "train_set": "t", "chosen": "a", "rejected": "b"} for i in range(4)])
+
+    def cue_scores(rho: str, good: bool) -> pd.DataFrame:
+        table = scores({f"p{i}": (1.0, 0.0) if good else (0.0, 1.0) for i in range(4)})
+        table["benchmark"] = f"cue/reversed@{rho}"
+        return table
+
+    files = [ScoreFile("t+cue", method, seed, cue_scores(rho, method == "m"))
+             for method in ("m", "bt") for seed in (0, 1) for rho in ("0.5", "1.0")]
+    comparisons = compare_to_baseline(pairs, files, [], "bt", 100, 0)
+    assert set(comparisons["benchmark"]) == {"cue/reversed@0.5", "cue/reversed@1.0"}
+    assert (comparisons["accuracy_difference"] == 1.0).all()
+    assert (comparisons["n_seeds"] == 2).all()

@@ -82,6 +82,9 @@ def test_cue_rows_and_benchmark_sizes(ci_run, repo_root):
         assert set(rows["benchmark"]) == expected
         assert set(rows["method"]) == enabled_methods(repo_root)
         assert (rows["n_seeds"] == len(cues["seeds"])).all()
+        comparisons = pd.read_csv(results / "tables" / "comparisons.csv")
+        compared = comparisons[comparisons["train_set"] == f"{cues['train_set']}+{cue}"]
+        assert set(compared["benchmark"]) == expected
     sizes = pd.read_csv(results / "tables" / "benchmarks.csv")
     bon = sizes[sizes["benchmark"] == "rmb/best-of-n"].iloc[0]
     prepared = json.loads((results / "data" / "prepare.json").read_text())

@@ -111,7 +111,7 @@ def test_parquet_wrong_type_names_row(tmp_path):
     pd.DataFrame({"prompt": ["a", "b"], "chosen": ["c", "d"], "rejected": [1, 2]}).to_parquet(path)
     error = raises_format_error(load_local, path)
     assert error.line is None
-    assert "row 0" in str(error)
+    assert "row 0 (counting from 0)" in str(error)
 
 
 @pytest.mark.parametrize("content", [b"", b"  \n\n  \n"])

@@ -34,7 +34,9 @@ class Record:
     label: str = "record"
 
     def describe(self) -> str:
-        """Name the record for messages, for example "record 4" or "row 12"."""
+        """Name the record for messages, for example "record 4" or "row 12 (counting from 0)"."""
+        if self.label == "row" and self.line is None:
+            return f"row {self.index} (counting from 0)"
         return f"{self.label} {self.index}"
 
 

@@ -190,7 +190,7 @@ def _evaluation_sets(pairs, item: ScoreFile, benchmarks, cache: dict) -> list[tu
     if "benchmark" in item.scores.columns:
         if ("pair groups",) not in cache:
             column = "group" if "group" in pairs.columns else "pair_id"
-            cache[("pair groups",)] = pairs.set_index("pair_id")[column]
+            cache[("pair groups",)] = pairs.set_index("pair_id", drop=False)[column]
         found = []
         for name, frame in item.scores.groupby("benchmark", sort=False):
             frame = frame.set_index("pair_id")
@@ -297,9 +297,10 @@ def compare_to_baseline(
     pairs: pd.DataFrame, score_files: list[ScoreFile], benchmarks: list[dict], baseline: str, samples: int, seed: int
 ) -> pd.DataFrame:
     """Every method against `baseline` per (train_set, benchmark), on seeds both methods have."""
-    by_key: dict[tuple[str, str], dict[int, ScoreFile]] = {}
+    # One model can have several score files per seed (the cue stress test writes one per rho).
+    by_key: dict[tuple[str, str], dict[int, list[ScoreFile]]] = {}
     for item in score_files:
-        by_key.setdefault((item.train_set, item.method), {})[item.seed] = item
+        by_key.setdefault((item.train_set, item.method), {}).setdefault(item.seed, []).append(item)
 
     rows, cache = [], {}
     for (train_set, method), seeds in sorted(by_key.items()):
@@ -311,12 +312,13 @@ def compare_to_baseline(
             log.warning("no seed shared by %s and %s on %s; comparison left out", method, baseline, train_set)
             continue
 
-        def correctness(files: dict[int, ScoreFile]) -> dict[str, tuple[BenchmarkSet, np.ndarray]]:
+        def correctness(files: dict[int, list[ScoreFile]]) -> dict[str, tuple[BenchmarkSet, np.ndarray]]:
             found: dict[str, tuple[BenchmarkSet, list[np.ndarray]]] = {}
             for s in common:
-                for bench, scores in _evaluation_sets(pairs, files[s], benchmarks, cache):
-                    values, _ = bench.units(scores["reward_chosen"].to_numpy(), scores["reward_rejected"].to_numpy())
-                    found.setdefault(bench.name, (bench, []))[1].append(values)
+                for item in files[s]:
+                    for bench, scores in _evaluation_sets(pairs, item, benchmarks, cache):
+                        values, _ = bench.units(scores["reward_chosen"].to_numpy(), scores["reward_rejected"].to_numpy())
+                        found.setdefault(bench.name, (bench, []))[1].append(values)
             return {name: (bench, np.stack(values)) for name, (bench, values) in found.items()}
 
         ours, theirs = correctness(seeds), correctness(base_seeds)
