@@ -21,6 +21,8 @@ CUES = config.get("cues") or {}
 CUE_NAMES = list(CUES.get("templates", {}))
 CUE_RHOS = [repr(float(rho)) for rho in CUES.get("rhos", [])]
 CUE_METHODS = [m for m in METHODS if CUES.get("methods") is None or m in CUES["methods"]]
+GENERALIZATION = config.get("generalization") or {}
+GENERALIZATION_METHODS = [m for m in METHODS if GENERALIZATION and (GENERALIZATION.get("methods") is None or m in GENERALIZATION["methods"])]
 STAGE = "workflows/scripts/run_stage.py"
 
 
@@ -30,6 +32,7 @@ include: "workflows/rules/tune.smk"
 include: "workflows/rules/train.smk"
 include: "workflows/rules/evaluate.smk"
 include: "workflows/rules/cues.smk"
+include: "workflows/rules/generalization.smk"
 include: "workflows/rules/report.smk"
 
 
@@ -38,3 +41,4 @@ rule all:
     input:
         rules.aggregate.output,
         rules.figures.output,
+        rules.generalization_table.output if GENERALIZATION else [],

@@ -94,6 +94,22 @@ def test_cue_rows_and_benchmark_sizes(ci_run, repo_root):
     assert report["pairs"] > 0
 
 
+def test_generalization_table_covers_every_method(ci_run, repo_root):
+    results, _ = ci_run
+    config = yaml.safe_load((repo_root / "workflows/config/ci.yaml").read_text())
+    table = pd.read_csv(results / "tables" / "generalization.csv")
+    assert set(table["method"]) == enabled_methods(repo_root)
+    assert set(table["seed"]) == set(config["generalization"]["seeds"])
+    assert table["n"].min() == config["generalization"]["start_size"]
+    for column in ("train_error", "test_error", "gap", "kl", "bound_kl", "bound_mcallester", "bound_lambda"):
+        assert table[column].notna().all(), column
+    assert (table["bound_kl"] >= table["train_error"]).all()
+    assert (table["bound_kl"] <= table["bound_mcallester"] + 1e-9).all()
+    assert (table["bound_kl"] >= table["test_error"]).all()
+    for name in ("generalization.png", "generalization.pdf"):
+        assert (results / "figures" / name).stat().st_size > 1000
+
+
 def test_comparisons_and_figures_exist(ci_run, repo_root):
     results, _ = ci_run
     comparisons = pd.read_csv(results / "tables" / "comparisons.csv")

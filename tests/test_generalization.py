@@ -23,6 +23,14 @@ def train_with_initial(method: str, options: dict, task: SyntheticTask, n: int, 
     return result.model, initial
 
 
+def test_training_sizes_double_up_to_the_pool():
+    from vrm.pipeline import training_sizes
+
+    assert training_sizes(125, 1839) == [125, 250, 500, 1000, 1839]
+    assert training_sizes(125, 1000) == [125, 250, 500, 1000]
+    assert training_sizes(125, 100) == [100]
+
+
 def test_initial_state_matches_the_training_start():
     task = SyntheticTask()
     set_seed(3)

@@ -74,6 +74,18 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         unknown = [m for m in cues.get("methods") or [] if m not in config["methods"]]
         if unknown:
             raise UserError(f"config: cues.methods lists {', '.join(unknown)}, which are not in methods")
+    study = config.get("generalization")
+    if study:
+        if study["train_set"] not in config["train_sets"]:
+            raise UserError(
+                f"config: generalization.train_set = {study['train_set']!r} is not a training set; "
+                f"use one of {', '.join(config['train_sets'])}"
+            )
+        unknown = [m for m in study.get("methods") or [] if m not in config["methods"]]
+        if unknown:
+            raise UserError(f"config: generalization.methods lists {', '.join(unknown)}, which are not in methods")
+        if study["scales"]["low"] > study["scales"]["high"]:
+            raise UserError("config: generalization.scales.low must not exceed generalization.scales.high")
     baseline = config["evaluation"].get("baseline", "bt")
     if config["methods"].get(baseline) is False or baseline not in config["methods"]:
         raise UserError(

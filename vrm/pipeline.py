@@ -466,6 +466,81 @@ def cue_train(config: dict[str, Any], pairs_path: str, features_path: str, cue_f
         log.info("%s: accuracy %.3f over %d seeds", name, accuracy, len(cues["seeds"]))
 
 
+# Generalization: empirical gaps against PAC-Bayes certificates, by training-set size.
+
+
+def training_sizes(start: int, pool: int) -> list[int]:
+    """Return the sizes start, 2 start, 4 start, ... below `pool`, then `pool` itself.
+
+    >>> training_sizes(125, 1839)
+    [125, 250, 500, 1000, 1839]
+    """
+    sizes = []
+    size = start
+    while size < pool:
+        sizes.append(size)
+        size *= 2
+    return sizes + [pool]
+
+
+def generalization(config: dict[str, Any], pairs_path: str, features_path: str, method: str, best_yaml: str | None,
+                   table_path: str, threads: int) -> None:
+    """Train `method` on nested subsets of a training set and certify each model (see vrm.generalization)."""
+    import torch
+
+    from vrm.generalization import certificate, error_rate, gibbs_risk, trainable_state
+    from vrm.methods import build_method, load_plugins
+    from vrm.train import TrainConfig, set_seed, train_method
+
+    load_plugins(config.get("plugins", []))
+    settings = config["generalization"]
+    train_set = settings["train_set"]
+    pairs, tensors = _load_features(pairs_path, features_path)
+    members = pairs["train_set"] == train_set
+    train_index, validation_index, test_index = (np.flatnonzero(members & (pairs["split"] == name)) for name in SPLITS)
+    # One fixed order of the training pairs, so every smaller training set is part of every larger one.
+    order = np.random.default_rng(settings.get("order_seed", 0)).permutation(train_index)
+    sizes = training_sizes(settings.get("start_size", 125), len(order))
+    scales = tuple(float(s) for s in np.logspace(np.log10(settings["scales"]["low"]), np.log10(settings["scales"]["high"]),
+                                                 settings["scales"]["count"]))
+    options, training = best_options(config, method, best_yaml)
+    validation, test = _rows(tensors, validation_index), _rows(tensors, test_index)
+    rows = []
+    for seed in settings["seeds"]:
+        for n in sizes:
+            train = _rows(tensors, order[:n])
+            train_config = TrainConfig(**training, seed=int(seed), threads=threads)
+            # train_method seeds the same way before building the model, so this is its initialization.
+            set_seed(int(seed), threads)
+            initial = trainable_state(build_method(method, train["chosen"].shape[1], options))
+            model = train_method(method, options, train, validation, train_config).model
+            result = certificate(model, initial, train, delta=settings.get("delta", 0.05), scales=scales,
+                                 repeats=settings.get("repeats", 1), seed=int(seed))
+            with torch.no_grad():
+                point = {
+                    name: error_rate(model.reward(batch["prompt"], batch["chosen"])
+                                     - model.reward(batch["prompt"], batch["rejected"]))
+                    for name, batch in (("train", train), ("test", test))
+                }
+            gibbs_test = gibbs_risk(model, test, result["scale"], settings.get("test_repeats", 4), seed=int(seed) + 7919)
+            rows.append({
+                "train_set": train_set, "method": method, "n": n, "seed": int(seed),
+                "train_error": result["risk_estimate"], "test_error": gibbs_test,
+                "gap": gibbs_test - result["risk_estimate"],
+                "mean_train_error": point["train"], "mean_test_error": point["test"],
+                "mean_gap": point["test"] - point["train"],
+                "kl": result["kl"], "scale": result["scale"], "squared_distance": result["squared_distance"],
+                "train_error_upper": result["risk_upper"], "bound_kl": result["bound_kl"],
+                "bound_mcallester": result["bound_mcallester"], "bound_lambda": result["bound_lambda"],
+                "delta": result["delta"], "grid_size": result["grid_size"], "n_test": len(test_index),
+                "prior": "initialization",
+            })
+            log.info("%s n=%d seed %s: Gibbs train %.3f test %.3f, bound_kl %.3f at scale %.3g (KL %.1f)",
+                     method, n, seed, result["risk_estimate"], gibbs_test, result["bound_kl"], result["scale"],
+                     result["kl"])
+    write_csv(table_path, pd.DataFrame(rows))
+
+
 # Aggregate and figures.
 
 
@@ -519,6 +594,19 @@ def figures(main_csv: str, reliability_csv: str, outputs: dict[str, str]) -> Non
         plot_cues(main, outputs["cue_png"], outputs["cue_pdf"])
 
 
+def generalization_table(table_paths: list[str], table_path: str, png_path: str, pdf_path: str) -> None:
+    """Join the per-method generalization tables and draw gap and bound against n."""
+    from vrm.report.figures import plot_generalization
+
+    table = pd.concat([pd.read_csv(path) for path in table_paths], ignore_index=True)
+    below = table[table["bound_kl"] < table["test_error"]]
+    if len(below):
+        log.warning("%d rows have a PAC-Bayes-kl bound below the measured test error (%s)", len(below),
+                    ", ".join(f"{r.method} n={r.n} seed {r.seed}" for r in below.head(5).itertuples()))
+    write_csv(table_path, table)
+    plot_generalization(table, png_path, pdf_path)
+
+
 # Dispatch from a Snakemake rule.
 
 
@@ -545,6 +633,11 @@ def _dispatch(job) -> None:
                   cue_keys, dict(job.output.items()))
     elif rule == "figures":
         figures(job.input.main, job.input.reliability, dict(job.output.items()))
+    elif rule == "generalization":
+        generalization(cfg, job.input.pairs, job.input.features, job.wildcards.method, job.input.best,
+                       job.output.table, job.threads)
+    elif rule == "generalization_table":
+        generalization_table(list(job.input.tables), job.output.table, job.output.png, job.output.pdf)
     elif rule == "cue_features":
         cue_features(cfg, job.input.pairs, job.wildcards.cue, job.output.features, job.output.report, job.threads)
     elif rule == "cue_train":

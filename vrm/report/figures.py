@@ -150,3 +150,41 @@ def plot_cues(main: pd.DataFrame, png_path: str, pdf_path: str) -> None:
         axes[row, 0].set_ylabel("pairwise accuracy")
     axes[0, 1].legend(fontsize=7, ncol=2, loc="lower left")
     _save(figure, png_path, pdf_path)
+
+
+def plot_generalization(table: pd.DataFrame, png_path: str, pdf_path: str) -> None:
+    """Measured gap, certified gap and PAC-Bayes-kl bound against training-set size, log-log, per method.
+
+    Means over seeds. The measured gaps are test error minus training error, of the
+    stochastic (Gibbs) predictor and of the posterior-mean predictor. The certified gap is
+    the bound minus the Gibbs training error. Gaps at or below 0 cannot be drawn on a log
+    axis and are left out of the lines.
+    """
+    methods = sorted(dict.fromkeys(table["method"]))
+    styles = method_styles(methods)
+    columns_used = ["gap", "mean_gap", "bound_kl", "train_error", "test_error"]
+    means = table.groupby(["method", "n"], sort=True)[columns_used].mean().reset_index()
+    columns = min(4, max(1, len(methods)))
+    rows = max(1, int(np.ceil(len(methods) / columns)))
+    figure, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 3.0 * rows), squeeze=False, sharex=True, sharey=True)
+    for axis in axes.flat[len(methods):]:
+        axis.set_visible(False)
+    for axis, method in zip(axes.flat, methods):
+        rows_of = means[means["method"] == method]
+        color, marker = styles[method]["color"], styles[method]["marker"]
+        measured = rows_of["gap"].where(rows_of["gap"] > 0)
+        axis.plot(rows_of["n"], rows_of["bound_kl"], color=color, marker=marker, linestyle="-", label="PAC-Bayes-kl bound")
+        axis.plot(rows_of["n"], rows_of["bound_kl"] - rows_of["train_error"], color=color, marker=marker,
+                  linestyle="--", label="certified gap")
+        axis.plot(rows_of["n"], measured, color="grey", marker=marker, linestyle=":", label="measured gap, Gibbs")
+        axis.plot(rows_of["n"], rows_of["mean_gap"].where(rows_of["mean_gap"] > 0), color=color, marker=marker,
+                  linestyle=":", alpha=0.6, label="measured gap, posterior mean")
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_title(method, fontsize=9)
+        axis.legend(fontsize=6, loc="lower left")
+    for axis in axes[-1, :]:
+        axis.set_xlabel("training pairs n")
+    for axis in axes[:, 0]:
+        axis.set_ylabel("pairwise 0-1 risk")
+    _save(figure, png_path, pdf_path)

@@ -1,0 +1,37 @@
+# Generalization: every method trained on nested subsets of one training set, each model
+# certified with PAC-Bayes bounds beside its measured gap (docs/theory.md).
+
+rule generalization:
+    input:
+        pairs=rules.prepare.output.pairs,
+        features=rules.features.output.features,
+        best=lambda wildcards: f"{RESULTS}/tune/{GENERALIZATION['train_set']}/{wildcards.method}/best_config.yaml",
+    output:
+        table=f"{RESULTS}/generalization/{{method}}.csv",
+    params:
+        config=lambda wildcards: {
+            "generalization": GENERALIZATION,
+            "training": config["training"],
+            "methods": {wildcards.method: config["methods"][wildcards.method]},
+            "plugins": config.get("plugins", []),
+        },
+    threads: 1
+    log:
+        f"{RESULTS}/logs/generalization/{{method}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/generalization/{{method}}.tsv"
+    script:
+        "../scripts/run_stage.py"
+
+
+rule generalization_table:
+    input:
+        tables=[f"{RESULTS}/generalization/{m}.csv" for m in GENERALIZATION_METHODS],
+    output:
+        table=f"{RESULTS}/tables/generalization.csv",
+        png=f"{RESULTS}/figures/generalization.png",
+        pdf=f"{RESULTS}/figures/generalization.pdf",
+    log:
+        f"{RESULTS}/logs/generalization_table.log",
+    script:
+        "../scripts/run_stage.py"
