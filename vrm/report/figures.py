@@ -181,6 +181,9 @@ def plot_generalization(table: pd.DataFrame, png_path: str, pdf_path: str) -> No
                   linestyle=":", alpha=0.6, label="measured gap, posterior mean")
         axis.set_xscale("log")
         axis.set_yscale("log")
+        sizes = sorted(rows_of["n"].unique())
+        axis.set_xticks(sizes, [str(int(n)) for n in sizes], fontsize=7, rotation=45)
+        axis.minorticks_off()
         axis.set_title(method, fontsize=9)
         axis.legend(fontsize=6, loc="lower left")
     for axis in axes[-1, :]:
