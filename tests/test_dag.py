@@ -106,6 +106,10 @@ def test_generalization_table_covers_every_method(ci_run, repo_root):
     assert (table["bound_kl"] >= table["train_error"]).all()
     assert (table["bound_kl"] <= table["bound_mcallester"] + 1e-9).all()
     assert (table["bound_kl"] >= table["test_error"]).all()
+    synthetic = table[table["train_set"] == "synthetic"]
+    assert set(synthetic["method"]) == enabled_methods(repo_root)
+    assert synthetic["true_error"].notna().all()
+    assert (synthetic["bound_kl"] >= synthetic["true_error"]).all()
     for name in ("generalization.png", "generalization.pdf"):
         assert (results / "figures" / name).stat().st_size > 1000
 

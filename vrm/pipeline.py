@@ -483,9 +483,26 @@ def training_sizes(start: int, pool: int) -> list[int]:
     return sizes + [pool]
 
 
+def _synthetic_splits(spec: dict[str, Any]):
+    """Draw train, validation, test and fresh pairs from the synthetic task of the config."""
+    from vrm.synthetic import SyntheticTask
+
+    spec = dict(spec)
+    counts = {key: spec.pop(key, default) for key, default in
+              (("train_pairs", 2000), ("validation_pairs", 500), ("test_pairs", 1000), ("fresh_pairs", 100_000))}
+    task = SyntheticTask(**spec)
+    return [task.sample(counts[key], seed=task.seed + 1 + i)
+            for i, key in enumerate(("train_pairs", "validation_pairs", "test_pairs", "fresh_pairs"))]
+
+
 def generalization(config: dict[str, Any], pairs_path: str, features_path: str, method: str, best_yaml: str | None,
-                   table_path: str, threads: int) -> None:
-    """Train `method` on nested subsets of a training set and certify each model (see vrm.generalization)."""
+                   table_path: str, threads: int, synthetic: bool = False) -> None:
+    """Train `method` on nested subsets of a training set and certify each model (see vrm.generalization).
+
+    With `synthetic`, the pairs come from the synthetic task of `generalization.synthetic`
+    (at the method's configured hyperparameters, not a sweep's), and each row also gets the
+    Gibbs risk on the task's fresh pairs, its true risk up to Monte Carlo error.
+    """
     import torch
 
     from vrm.generalization import certificate, error_rate, gibbs_risk, trainable_state
@@ -494,21 +511,27 @@ def generalization(config: dict[str, Any], pairs_path: str, features_path: str, 
 
     load_plugins(config.get("plugins", []))
     settings = config["generalization"]
-    train_set = settings["train_set"]
-    pairs, tensors = _load_features(pairs_path, features_path)
-    members = pairs["train_set"] == train_set
-    train_index, validation_index, test_index = (np.flatnonzero(members & (pairs["split"] == name)) for name in SPLITS)
-    # One fixed order of the training pairs, so every smaller training set is part of every larger one.
-    order = np.random.default_rng(settings.get("order_seed", 0)).permutation(train_index)
-    sizes = training_sizes(settings.get("start_size", 125), len(order))
+    options, training = best_options(config, method, best_yaml)
+    if synthetic:
+        train_set = "synthetic"
+        pool, validation, test, fresh = _synthetic_splits(settings["synthetic"])
+    else:
+        train_set, fresh = settings["train_set"], None
+        pairs, tensors = _load_features(pairs_path, features_path)
+        members = pairs["train_set"] == train_set
+        train_index, validation_index, test_index = (
+            np.flatnonzero(members & (pairs["split"] == name)) for name in SPLITS
+        )
+        # One fixed order of the training pairs, so every smaller training set is part of every larger one.
+        pool = _rows(tensors, np.random.default_rng(settings.get("order_seed", 0)).permutation(train_index))
+        validation, test = _rows(tensors, validation_index), _rows(tensors, test_index)
+    sizes = training_sizes(settings.get("start_size", 125), pool["chosen"].shape[0])
     scales = tuple(float(s) for s in np.logspace(np.log10(settings["scales"]["low"]), np.log10(settings["scales"]["high"]),
                                                  settings["scales"]["count"]))
-    options, training = best_options(config, method, best_yaml)
-    validation, test = _rows(tensors, validation_index), _rows(tensors, test_index)
     rows = []
     for seed in settings["seeds"]:
         for n in sizes:
-            train = _rows(tensors, order[:n])
+            train = {key: value[:n] for key, value in pool.items()}
             train_config = TrainConfig(**training, seed=int(seed), threads=threads)
             # train_method seeds the same way before building the model, so this is its initialization.
             set_seed(int(seed), threads)
@@ -523,21 +546,22 @@ def generalization(config: dict[str, Any], pairs_path: str, features_path: str, 
                     for name, batch in (("train", train), ("test", test))
                 }
             gibbs_test = gibbs_risk(model, test, result["scale"], settings.get("test_repeats", 4), seed=int(seed) + 7919)
+            true_error = float("nan") if fresh is None else gibbs_risk(model, fresh, result["scale"], 1, int(seed) + 104729)
             rows.append({
                 "train_set": train_set, "method": method, "n": n, "seed": int(seed),
                 "train_error": result["risk_estimate"], "test_error": gibbs_test,
-                "gap": gibbs_test - result["risk_estimate"],
+                "gap": gibbs_test - result["risk_estimate"], "true_error": true_error,
                 "mean_train_error": point["train"], "mean_test_error": point["test"],
                 "mean_gap": point["test"] - point["train"],
                 "kl": result["kl"], "scale": result["scale"], "squared_distance": result["squared_distance"],
                 "train_error_upper": result["risk_upper"], "bound_kl": result["bound_kl"],
                 "bound_mcallester": result["bound_mcallester"], "bound_lambda": result["bound_lambda"],
-                "delta": result["delta"], "grid_size": result["grid_size"], "n_test": len(test_index),
+                "delta": result["delta"], "grid_size": result["grid_size"], "n_test": test["chosen"].shape[0],
                 "prior": "initialization",
             })
-            log.info("%s n=%d seed %s: Gibbs train %.3f test %.3f, bound_kl %.3f at scale %.3g (KL %.1f)",
-                     method, n, seed, result["risk_estimate"], gibbs_test, result["bound_kl"], result["scale"],
-                     result["kl"])
+            log.info("%s on %s, n=%d seed %s: Gibbs train %.3f test %.3f, bound_kl %.3f at scale %.3g (KL %.1f)",
+                     method, train_set, n, seed, result["risk_estimate"], gibbs_test, result["bound_kl"],
+                     result["scale"], result["kl"])
     write_csv(table_path, pd.DataFrame(rows))
 
 
@@ -599,10 +623,11 @@ def generalization_table(table_paths: list[str], table_path: str, png_path: str,
     from vrm.report.figures import plot_generalization
 
     table = pd.concat([pd.read_csv(path) for path in table_paths], ignore_index=True)
-    below = table[table["bound_kl"] < table["test_error"]]
-    if len(below):
-        log.warning("%d rows have a PAC-Bayes-kl bound below the measured test error (%s)", len(below),
-                    ", ".join(f"{r.method} n={r.n} seed {r.seed}" for r in below.head(5).itertuples()))
+    for column in ("test_error", "true_error"):
+        below = table[table["bound_kl"] < table[column]]
+        if len(below):
+            log.warning("%d rows have a PAC-Bayes-kl bound below their %s (%s)", len(below), column,
+                        ", ".join(f"{r.train_set} {r.method} n={r.n} seed {r.seed}" for r in below.head(5).itertuples()))
     write_csv(table_path, table)
     plot_generalization(table, png_path, pdf_path)
 
@@ -636,6 +661,8 @@ def _dispatch(job) -> None:
     elif rule == "generalization":
         generalization(cfg, job.input.pairs, job.input.features, job.wildcards.method, job.input.best,
                        job.output.table, job.threads)
+    elif rule == "generalization_synthetic":
+        generalization(cfg, None, None, job.wildcards.method, None, job.output.table, job.threads, synthetic=True)
     elif rule == "generalization_table":
         generalization_table(list(job.input.tables), job.output.table, job.output.png, job.output.pdf)
     elif rule == "cue_features":

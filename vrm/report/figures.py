@@ -153,24 +153,25 @@ def plot_cues(main: pd.DataFrame, png_path: str, pdf_path: str) -> None:
 
 
 def plot_generalization(table: pd.DataFrame, png_path: str, pdf_path: str) -> None:
-    """Measured gap, certified gap and PAC-Bayes-kl bound against training-set size, log-log, per method.
+    """Measured gap, certified gap and PAC-Bayes-kl bound against training-set size, log-log.
 
-    Means over seeds. The measured gaps are test error minus training error, of the
-    stochastic (Gibbs) predictor and of the posterior-mean predictor. The certified gap is
-    the bound minus the Gibbs training error. Gaps at or below 0 cannot be drawn on a log
-    axis and are left out of the lines.
+    One panel per (training set, method), means over seeds. The measured gaps are test
+    error minus training error, of the stochastic (Gibbs) predictor and of the
+    posterior-mean predictor. The certified gap is the bound minus the Gibbs training
+    error. Gaps at or below 0 cannot be drawn on a log axis and are left out of the lines.
     """
-    methods = sorted(dict.fromkeys(table["method"]))
-    styles = method_styles(methods)
+    styles = method_styles(sorted(dict.fromkeys(table["method"])))
     columns_used = ["gap", "mean_gap", "bound_kl", "train_error", "test_error"]
-    means = table.groupby(["method", "n"], sort=True)[columns_used].mean().reset_index()
-    columns = min(4, max(1, len(methods)))
-    rows = max(1, int(np.ceil(len(methods) / columns)))
-    figure, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 3.0 * rows), squeeze=False, sharex=True, sharey=True)
-    for axis in axes.flat[len(methods):]:
+    means = table.groupby(["train_set", "method", "n"], sort=True)[columns_used].mean().reset_index()
+    panels = list(means[["train_set", "method"]].drop_duplicates().itertuples(index=False, name=None))
+    several_sets = means["train_set"].nunique() > 1
+    columns = min(4, max(1, len(panels)))
+    rows = max(1, int(np.ceil(len(panels) / columns)))
+    figure, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 3.0 * rows), squeeze=False, sharey=True)
+    for axis in axes.flat[len(panels):]:
         axis.set_visible(False)
-    for axis, method in zip(axes.flat, methods):
-        rows_of = means[means["method"] == method]
+    for axis, (train_set, method) in zip(axes.flat, panels):
+        rows_of = means[(means["method"] == method) & (means["train_set"] == train_set)]
         color, marker = styles[method]["color"], styles[method]["marker"]
         measured = rows_of["gap"].where(rows_of["gap"] > 0)
         axis.plot(rows_of["n"], rows_of["bound_kl"], color=color, marker=marker, linestyle="-", label="PAC-Bayes-kl bound")
@@ -184,10 +185,9 @@ def plot_generalization(table: pd.DataFrame, png_path: str, pdf_path: str) -> No
         sizes = sorted(rows_of["n"].unique())
         axis.set_xticks(sizes, [str(int(n)) for n in sizes], fontsize=7, rotation=45)
         axis.minorticks_off()
-        axis.set_title(method, fontsize=9)
+        axis.set_title(f"{method} ({train_set})" if several_sets else method, fontsize=9)
         axis.legend(fontsize=6, loc="lower left")
-    for axis in axes[-1, :]:
-        axis.set_xlabel("training pairs n")
+        axis.set_xlabel("training pairs n", fontsize=8)
     for axis in axes[:, 0]:
         axis.set_ylabel("pairwise 0-1 risk")
     _save(figure, png_path, pdf_path)

@@ -2,6 +2,8 @@
 # certified with PAC-Bayes bounds beside its measured gap (docs/theory.md).
 
 rule generalization:
+    wildcard_constraints:
+        method=r"[^/]+",
     input:
         pairs=rules.prepare.output.pairs,
         features=rules.features.output.features,
@@ -24,9 +26,30 @@ rule generalization:
         "../scripts/run_stage.py"
 
 
+rule generalization_synthetic:
+    output:
+        table=f"{RESULTS}/generalization/synthetic/{{method}}.csv",
+    params:
+        config=lambda wildcards: {
+            "generalization": GENERALIZATION,
+            "training": config["training"],
+            "methods": {wildcards.method: config["methods"][wildcards.method]},
+            "plugins": config.get("plugins", []),
+        },
+    threads: 1
+    log:
+        f"{RESULTS}/logs/generalization/synthetic/{{method}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/generalization/synthetic/{{method}}.tsv"
+    script:
+        "../scripts/run_stage.py"
+
+
 rule generalization_table:
     input:
-        tables=[f"{RESULTS}/generalization/{m}.csv" for m in GENERALIZATION_METHODS],
+        tables=[f"{RESULTS}/generalization/{m}.csv" for m in GENERALIZATION_METHODS]
+        + ([f"{RESULTS}/generalization/synthetic/{m}.csv" for m in GENERALIZATION_METHODS]
+           if GENERALIZATION.get("synthetic") else []),
     output:
         table=f"{RESULTS}/tables/generalization.csv",
         png=f"{RESULTS}/figures/generalization.png",
