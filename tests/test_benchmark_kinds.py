@@ -50,7 +50,7 @@ def test_best_of_n_needs_every_candidate_beaten():
     assert row["n_pairs"] == 5
 
 
-def test_length_benchmarks_split_by_which_response_is_longer():
+def test_length_split_by_longer_response():
     pairs = frame([
         {"pair_id": "p1", "train_set": "t", "chosen": "one two three", "rejected": "one"},
         {"pair_id": "p2", "train_set": "t", "chosen": "one", "rejected": "one two three"},
@@ -63,7 +63,7 @@ def test_length_benchmarks_split_by_which_response_is_longer():
     assert sets == {"in-distribution": ["p1", "p2", "p3"], "length/chosen-longer": ["p1"], "length/chosen-shorter": ["p2"]}
 
 
-def test_length_spearman_sign_follows_the_length_bias():
+def test_length_spearman_sign():
     lengths_chosen, lengths_rejected = np.array([10, 50, 30]), np.array([20, 40, 60])
     assert length_spearman(lengths_chosen * 0.1, lengths_rejected * 0.1, lengths_chosen, lengths_rejected) == pytest.approx(1.0)
     assert length_spearman(-lengths_chosen, -lengths_rejected, lengths_chosen, lengths_rejected) == pytest.approx(-1.0)
@@ -79,7 +79,7 @@ def test_reliability_bins_reproduce_ece():
     assert sum(row["n_pairs"] * abs(row["accuracy"] - row["confidence"]) for row in rows) / 500 == pytest.approx(ece(p, 15))
 
 
-def test_reliability_table_pools_seeds_on_in_distribution_pairs():
+def test_reliability_table_pools_seeds():
     pairs = frame([{"pair_id": f"p{i}", "train_set": "t", "chosen": "a", "rejected": "b"} for i in range(4)]
                   + [{"pair_id": "other", "train_set": "", "chosen": "a", "rejected": "b"}])
     files = [ScoreFile("t", "m", s, scores({**{f"p{i}": (1.0, 0.0) for i in range(4)}, "other": (0.0, 1.0)})) for s in range(2)]
@@ -108,7 +108,7 @@ def write_rewardbench(path) -> None:
             }) + "\n")
 
 
-def test_rewardbench_local_file_gives_pairs_with_sections(tmp_path):
+def test_rewardbench_local_file_sections(tmp_path):
     path = tmp_path / "rewardbench.jsonl"
     write_rewardbench(path)
     pairs, report = load_source("rewardbench", files=[path], cache_dir=tmp_path / "cache")
@@ -119,7 +119,7 @@ def test_rewardbench_local_file_gives_pairs_with_sections(tmp_path):
     assert report.notes["pairs whose subset is in no section"] == 1
 
 
-def test_rewardbench_section_scores_follow_the_table(tmp_path):
+def test_rewardbench_section_scores(tmp_path):
     path = tmp_path / "rewardbench.jsonl"
     write_rewardbench(path)
     pairs, _ = load_source("rewardbench", files=[path], cache_dir=tmp_path / "cache")

@@ -53,12 +53,12 @@ def test_kl_inverse_edge_cases():
         kl_inverse_upper(1.5, 0.1)
 
 
-def test_bounds_with_huge_kl_are_vacuous_not_broken():
+def test_huge_kl_gives_vacuous_bound():
     for bound in (seeger_bound, mcallester_bound, lambda_bound):
         assert bound(0.1, 1e12, 1000, 0.05) == 1.0
 
 
-def test_invalid_arguments_name_the_argument():
+def test_invalid_arguments_named():
     with pytest.raises(ValueError, match="n must be"):
         seeger_bound(0.1, 1.0, 0, 0.05)
     with pytest.raises(ValueError, match="delta"):
@@ -82,7 +82,7 @@ def test_bounds_shrink_with_n():
     assert all(a > b for a, b in zip(values, values[1:]))
 
 
-def test_kl_bound_covers_a_fixed_predictor():
+def test_kl_bound_coverage_fixed_predictor():
     """With KL = 0 (posterior = prior) the bound must hold in at least 1 - delta of the draws."""
     rng = np.random.default_rng(0)
     true_risk, n, delta, draws = 0.3, 200, 0.05, 4000
@@ -91,7 +91,7 @@ def test_kl_bound_covers_a_fixed_predictor():
     assert failures / draws <= delta
 
 
-def test_monte_carlo_bound_covers_the_gibbs_risk():
+def test_monte_carlo_bound_coverage():
     rng = np.random.default_rng(1)
     gibbs_risk, samples, delta, draws = 0.25, 50, 0.05, 4000
     estimates = rng.binomial(samples, gibbs_risk, size=draws) / samples
@@ -100,9 +100,9 @@ def test_monte_carlo_bound_covers_the_gibbs_risk():
 
 
 def test_certificate_pays_for_grid():
-    one = certify(0.2, 1000, 5.0, 2000, delta=0.05, grid_size=1)
+    single = certify(0.2, 1000, 5.0, 2000, delta=0.05, grid_size=1)
     grid = certify(0.2, 1000, 5.0, 2000, delta=0.05, grid_size=16)
-    assert one.risk_upper > 0.2
-    assert grid.bound_kl > one.bound_kl
-    assert one.bound_kl <= one.bound_lambda
-    assert one.bound_kl <= one.bound_mcallester
+    assert single.risk_upper > 0.2
+    assert grid.bound_kl > single.bound_kl
+    assert single.bound_kl <= single.bound_lambda
+    assert single.bound_kl <= single.bound_mcallester

@@ -13,7 +13,7 @@ from vrm.evaluate.cues import apply_cue, benchmark_names, check_template, cue_on
 from vrm.evaluate.metrics import pair_correct
 
 
-def test_apply_cue_keeps_braces_of_the_response():
+def test_apply_cue_keeps_braces():
     assert apply_cue("Sure! {response}", "a {b} c") == "Sure! a {b} c"
     assert apply_cue("**{response}**", "x") == "**x**"
 
@@ -63,7 +63,7 @@ def synthetic_pairs(count: int, seed: int) -> pd.DataFrame:
     })
 
 
-def test_planted_cue_is_detected_by_reversed_pairs(tmp_path):
+def test_planted_cue_detected(tmp_path):
     """BT trained where the cue always marks the chosen response falls on reversed test pairs."""
     pairs_path, features_path = tmp_path / "pairs.parquet", tmp_path / "features.safetensors"
     synthetic_pairs(400, seed=0).to_parquet(pairs_path)

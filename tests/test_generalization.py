@@ -23,7 +23,7 @@ def train_with_initial(method: str, options: dict, task: SyntheticTask, n: int, 
     return result.model, initial
 
 
-def test_training_sizes_double_up_to_the_pool():
+def test_training_sizes_double():
     from vrm.pipeline import training_sizes
 
     assert training_sizes(125, 1839) == [125, 250, 500, 1000, 1839]
@@ -31,7 +31,7 @@ def test_training_sizes_double_up_to_the_pool():
     assert training_sizes(125, 100) == [100]
 
 
-def test_initial_state_matches_the_training_start():
+def test_initial_state_matches_training():
     task = SyntheticTask()
     set_seed(3)
     initial = trainable_state(build_method("bt", task.dim, {"hidden": 16}))
@@ -40,7 +40,7 @@ def test_initial_state_matches_the_training_start():
     assert squared_distance(result.model, initial) < 1e-12
 
 
-def test_synthetic_labels_follow_the_planted_reward():
+def test_synthetic_labels_follow_reward():
     task = SyntheticTask(noise=0.0)
     pairs = task.sample(5000, seed=0)
     margin = task.true_reward(pairs["prompt"], pairs["chosen"]) - task.true_reward(pairs["prompt"], pairs["rejected"])

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import math
 
-# Bisection on [0, 1] to this width; 60 halvings reach the float64 resolution near 1.
+# Halvings of [0, 1] in the bisection. After 60 the interval is 2^-60 wide, below the float64 spacing near 1.
 BISECTION_STEPS = 60
 
 

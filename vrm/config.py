@@ -64,26 +64,12 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     if cues:
         from vrm.evaluate.cues import check_template
 
-        if cues["train_set"] not in config["train_sets"]:
-            raise UserError(
-                f"config: cues.train_set = {cues['train_set']!r} is not a training set; "
-                f"use one of {', '.join(config['train_sets'])}"
-            )
+        _check_section_targets(config, "cues")
         for name, template in cues["templates"].items():
             check_template(name, template)
-        unknown = [m for m in cues.get("methods") or [] if m not in config["methods"]]
-        if unknown:
-            raise UserError(f"config: cues.methods lists {', '.join(unknown)}, which are not in methods")
     study = config.get("generalization")
     if study:
-        if study["train_set"] not in config["train_sets"]:
-            raise UserError(
-                f"config: generalization.train_set = {study['train_set']!r} is not a training set; "
-                f"use one of {', '.join(config['train_sets'])}"
-            )
-        unknown = [m for m in study.get("methods") or [] if m not in config["methods"]]
-        if unknown:
-            raise UserError(f"config: generalization.methods lists {', '.join(unknown)}, which are not in methods")
+        _check_section_targets(config, "generalization")
         if study["scales"]["low"] > study["scales"]["high"]:
             raise UserError("config: generalization.scales.low must not exceed generalization.scales.high")
     baseline = config["evaluation"].get("baseline", "bt")
@@ -92,6 +78,19 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
             f"config: evaluation.baseline = {baseline!r} is not one of the methods: {', '.join(config['methods'])}"
         )
     return config
+
+
+def _check_section_targets(config: dict[str, Any], key: str) -> None:
+    """Check that `key`.train_set is a training set and `key`.methods lists only known methods."""
+    section = config[key]
+    if section["train_set"] not in config["train_sets"]:
+        raise UserError(
+            f"config: {key}.train_set = {section['train_set']!r} is not a training set; "
+            f"use one of {', '.join(config['train_sets'])}"
+        )
+    unknown = [m for m in section.get("methods") or [] if m not in config["methods"]]
+    if unknown:
+        raise UserError(f"config: {key}.methods lists {', '.join(unknown)}, which are not in methods")
 
 
 def merge(base: dict, override: dict) -> dict:

@@ -69,6 +69,7 @@ def gibbs_errors(model: RewardMethod, pairs: Batch, scale: float, repeats: int, 
     wrapper = _MarginCall(model)
     base = trainable_state(model)
     generator = torch.Generator().manual_seed(seed)
+    # Latent noise inside sample_margin (VRM) draws from the global generator, so seed it too.
     torch.manual_seed(seed)
 
     def one_pair(params: dict[str, torch.Tensor], pair: Batch) -> torch.Tensor:

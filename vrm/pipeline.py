@@ -322,9 +322,23 @@ def train(config: dict[str, Any], pairs_path: str, features_path: str, train_set
 # Evaluate: score every test pair.
 
 
-def evaluate(config: dict[str, Any], pairs_path: str, features_path: str, model_dir: str, scores_path: str) -> None:
+def score_pairs(model, batch, pair_ids: np.ndarray, samples: int) -> pd.DataFrame:
+    """Return the rewards of both responses and P(chosen preferred) of each pair in `batch`.
+
+    Stochastic methods draw from the global torch generator, so callers seed it first.
+    """
     import torch
 
+    with torch.no_grad():
+        return pd.DataFrame({
+            "pair_id": pair_ids,
+            "reward_chosen": model.reward(batch["prompt"], batch["chosen"]).double().numpy(),
+            "reward_rejected": model.reward(batch["prompt"], batch["rejected"]).double().numpy(),
+            "p_chosen": model.preference_probability(batch, samples=samples).double().numpy(),
+        })
+
+
+def evaluate(config: dict[str, Any], pairs_path: str, features_path: str, model_dir: str, scores_path: str) -> None:
     from vrm.methods import load_plugins
     from vrm.train import load_model, set_seed
 
@@ -334,17 +348,7 @@ def evaluate(config: dict[str, Any], pairs_path: str, features_path: str, model_
     set_seed(0)
     model = load_model(model_dir)
     samples = config["evaluation"].get("probability_samples", 0)
-    batch = _rows(tensors, test_index)
-    with torch.no_grad():
-        reward_chosen = model.reward(batch["prompt"], batch["chosen"])
-        reward_rejected = model.reward(batch["prompt"], batch["rejected"])
-        p_chosen = model.preference_probability(batch, samples=samples)
-    scores = pd.DataFrame({
-        "pair_id": pairs["pair_id"].iloc[test_index].to_numpy(),
-        "reward_chosen": reward_chosen.double().numpy(),
-        "reward_rejected": reward_rejected.double().numpy(),
-        "p_chosen": p_chosen.double().numpy(),
-    })
+    scores = score_pairs(model, _rows(tensors, test_index), pairs["pair_id"].iloc[test_index].to_numpy(), samples)
     write_parquet(scores_path, scores)
     log.info("scored %d test pairs into %s", len(scores), scores_path)
 
@@ -421,17 +425,19 @@ def cue_train(config: dict[str, Any], pairs_path: str, features_path: str, cue_f
                         "delete it and rerun")
     subset = pairs.iloc[rows]
     split = subset["split"].to_numpy()
-    words = {side: [len(apply_cue(template, str(text)).split()) for text in subset[side]] for side in ("chosen", "rejected")}
-    cued["chosen_length"] = torch.tensor(words["chosen"], dtype=torch.float32)
-    cued["rejected_length"] = torch.tensor(words["rejected"], dtype=torch.float32)
+    for side in ("chosen", "rejected"):
+        words = [len(apply_cue(template, str(text)).split()) for text in subset[side]]
+        cued[f"{side}_length"] = torch.tensor(words, dtype=torch.float32)
     clean = _rows(tensors, rows)
 
+    # Each train and validation pair takes the cued features on one side and the clean ones on the other.
     on_chosen = torch.from_numpy(cue_on_chosen(subset["pair_id"], cue, rho, config.get("split", {}).get("seed", 0)))
     planted = dict(clean)
-    for key in ("chosen", "chosen_length"):
-        planted[key] = torch.where(on_chosen.view(-1, *[1] * (clean[key].dim() - 1)), cued[key], clean[key])
-    for key in ("rejected", "rejected_length"):
-        planted[key] = torch.where(on_chosen.view(-1, *[1] * (clean[key].dim() - 1)), clean[key], cued[key])
+    for key in ("chosen", "chosen_length", "rejected", "rejected_length"):
+        mask = on_chosen.view(-1, *[1] * (clean[key].dim() - 1))
+        if key.startswith("rejected"):
+            mask = ~mask
+        planted[key] = torch.where(mask, cued[key], clean[key])
     train_index, validation_index, test_index = (np.flatnonzero(split == name) for name in SPLITS)
     reversed_test = dict(clean)
     reversed_test["rejected"], reversed_test["rejected_length"] = cued["rejected"], cued["rejected_length"]
@@ -450,14 +456,8 @@ def cue_train(config: dict[str, Any], pairs_path: str, features_path: str, cue_f
         model = result.model.eval()
         for name, source in ((clean_name, clean), (reversed_name, reversed_test)):
             set_seed(0)
-            batch = _rows(source, test_index)
-            with torch.no_grad():
-                frames.append(pd.DataFrame({
-                    "seed": int(seed), "benchmark": name, "pair_id": subset["pair_id"].iloc[test_index].to_numpy(),
-                    "reward_chosen": model.reward(batch["prompt"], batch["chosen"]).double().numpy(),
-                    "reward_rejected": model.reward(batch["prompt"], batch["rejected"]).double().numpy(),
-                    "p_chosen": model.preference_probability(batch, samples=samples).double().numpy(),
-                }))
+            frame = score_pairs(model, _rows(source, test_index), subset["pair_id"].iloc[test_index].to_numpy(), samples)
+            frames.append(frame.assign(seed=int(seed), benchmark=name))
     scores = pd.concat(frames, ignore_index=True)
     write_parquet(scores_path, scores)
     for name in (clean_name, reversed_name):

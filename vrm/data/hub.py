@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from vrm.data.adapters import add_hh_rlhf_record
+from vrm.data.adapters import add_hh_rlhf_record, add_note
 from vrm.data.local import add_chat_or_text_record
 from vrm.data.pairs import PairCollector
 from vrm.data.readers import Record, require_field, require_type
@@ -135,7 +135,7 @@ def pairs_from_rewardbench(
         seen.add(row_id)
         collector.report.rows_read += 1
         if subset not in sections:
-            collector.report.notes[NOTE_UNKNOWN_SUBSET] = collector.report.notes.get(NOTE_UNKNOWN_SUBSET, 0) + 1
+            add_note(collector, NOTE_UNKNOWN_SUBSET)
         collector.add(row_id, prompt, chosen, rejected, aspect=sections.get(subset, ""), subset=subset)
 
 

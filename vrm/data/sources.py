@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -22,6 +22,9 @@ from vrm.data import adapters, hub
 from vrm.data.local import load_local
 from vrm.data.pairs import PairCollector, pairs_frame
 from vrm.data.schema import PAIR_COLUMNS, DatasetNotFoundError, DropReport
+
+if TYPE_CHECKING:
+    import datasets
 
 DATA_ROOT_ENV = "VRM_DATA_ROOT"
 
@@ -197,6 +200,29 @@ def load_hh_rlhf_harmless(data_root: Path | None, **options: Any) -> tuple[pd.Da
 # --- UltraFeedback -----------------------------------------------------------------------
 
 
+def load_files_or_hub(
+    name: str,
+    hub_id: str,
+    split: str,
+    files: str | Path | Sequence[str | Path] | None,
+    data_files: str | Path | Sequence[str | Path] | None,
+    cache_dir: str | Path | None,
+) -> tuple["datasets.Dataset", str]:
+    """Load local files in a hub schema (`files`, else `data_files`), or else the hub split.
+
+    Returns the dataset and its origin for messages. Raises DatasetNotFoundError naming
+    the hub dataset when it cannot be loaded.
+    """
+    data_files = files if files is not None else data_files
+    if data_files is not None:
+        return hub.load_files_dataset(data_files, cache_dir), describe_files(data_files)
+    origin = hub.hub_label(hub_id, split=split)
+    try:
+        return hub.load_hub_dataset(hub_id, split=split, cache_dir=cache_dir), origin
+    except OSError as error:
+        raise not_found_error(name, [f"{origin}: {error}"], None, on_hub=True) from error
+
+
 def load_ultrafeedback(
     data_root: Path | None,
     *,
@@ -213,16 +239,7 @@ def load_ultrafeedback(
     name = "ultrafeedback"
     report = DropReport(dataset=name)
     collector = PairCollector(name, "ai", report)
-    data_files = files if files is not None else data_files
-    if data_files is not None:
-        dataset = hub.load_files_dataset(data_files, cache_dir)
-        origin = describe_files(data_files)
-    else:
-        origin = hub.hub_label(hub.ULTRAFEEDBACK_HUB_ID, split=split)
-        try:
-            dataset = hub.load_hub_dataset(hub.ULTRAFEEDBACK_HUB_ID, split=split, cache_dir=cache_dir)
-        except OSError as error:
-            raise not_found_error(name, [f"{origin}: {error}"], None, on_hub=True) from error
+    dataset, origin = load_files_or_hub(name, hub.ULTRAFEEDBACK_HUB_ID, split, files, data_files, cache_dir)
     report.files = [origin]
     hub.pairs_from_ultrafeedback(dataset, collector, origin=origin, row_prefix=f"{split}/")
     return collector.frame(), report
@@ -249,16 +266,7 @@ def load_rewardbench(
     name = "rewardbench"
     report = DropReport(dataset=name)
     collector = PairCollector(name, "human", report)
-    data_files = files if files is not None else data_files
-    if data_files is not None:
-        dataset = hub.load_files_dataset(data_files, cache_dir)
-        origin = describe_files(data_files)
-    else:
-        origin = hub.hub_label(hub_id, split=split)
-        try:
-            dataset = hub.load_hub_dataset(hub_id, split=split, cache_dir=cache_dir)
-        except OSError as error:
-            raise not_found_error(name, [f"{origin}: {error}"], None, on_hub=True) from error
+    dataset, origin = load_files_or_hub(name, hub_id, split, files, data_files, cache_dir)
     report.files = [origin]
     hub.pairs_from_rewardbench(dataset, collector, origin=origin, sections=section_of(load_section_table(sections)))
     return collector.frame(), report

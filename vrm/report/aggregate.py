@@ -58,7 +58,7 @@ class BenchmarkSet:
     lengths: tuple[np.ndarray, np.ndarray] | None = None
 
     def units(self, reward_chosen: np.ndarray, reward_rejected: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Correctness per counted unit (pair or best-of-N set) and the unit weights (None: equal)."""
+        """Return the correctness per counted unit (pair or best-of-N set) and the unit weights (None: equal)."""
         correct = pair_correct(reward_chosen, reward_rejected)
         if self.kind == "best-of-n":
             solved = pd.Series(correct == 1.0).groupby(self.groups, sort=True).all()
@@ -68,6 +68,7 @@ class BenchmarkSet:
         return correct, None
 
     def metrics(self, scores: pd.DataFrame, bins: int) -> dict[str, float]:
+        """Compute the pair metrics of `scores`, with accuracy counted in this set's units."""
         chosen, rejected = scores["reward_chosen"].to_numpy(), scores["reward_rejected"].to_numpy()
         metrics = pair_metrics(chosen, rejected, scores["p_chosen"].to_numpy(), bins)
         if self.kind != "pairs":
@@ -77,6 +78,14 @@ class BenchmarkSet:
         if self.lengths is not None:
             metrics["length_spearman"] = length_spearman(chosen, rejected, *self.lengths)
         return metrics
+
+
+def _group_column(pairs: pd.DataFrame) -> str:
+    """Return the column that identifies a prompt: the prompt group, else the prompt, else the pair id."""
+    for column in ("group", "prompt"):
+        if column in pairs.columns:
+            return column
+    return "pair_id"
 
 
 def _word_counts(texts: pd.Series) -> np.ndarray:
@@ -101,10 +110,7 @@ def benchmark_sets(pairs: pd.DataFrame, train_set: str, benchmarks: list[dict[st
     test = pairs[pairs["split"] == "test"]
     has_text = {"chosen", "rejected"} <= set(test.columns)
     lengths = (_word_counts(test["chosen"]), _word_counts(test["rejected"])) if has_text else None
-    group_column = "pair_id"
-    for candidate in ("prompt", "group"):
-        if candidate in test.columns:
-            group_column = candidate
+    group_column = _group_column(test)
 
     def make(name: str, rows: np.ndarray, **options) -> BenchmarkSet:
         rows = np.asarray(rows, dtype=bool)
@@ -134,7 +140,7 @@ def benchmark_sets(pairs: pd.DataFrame, train_set: str, benchmarks: list[dict[st
 
 
 def _section_sets(spec, test: pd.DataFrame, rows: np.ndarray, table: dict[str, dict[str, float]], make) -> list[BenchmarkSet]:
-    """Weighted sets per section: a section's score is the weighted mean of its subsets' accuracies."""
+    """Build one weighted set per section, so a section's accuracy is the weighted mean of its subsets'."""
     subsets = test["subset"].to_numpy()
     pair_weight = np.zeros(len(test))
     section_rows = {}
@@ -163,7 +169,7 @@ def _section_sets(spec, test: pd.DataFrame, rows: np.ndarray, table: dict[str, d
 
 def benchmark_table(pairs: pd.DataFrame, train_sets: list[str], benchmarks: list[dict[str, Any]],
                     prepare_summary: dict[str, Any]) -> pd.DataFrame:
-    """Size of every benchmark set per training set, with the pairs its source lost before the split.
+    """Return the size of every benchmark set per training set, with the pairs its source lost before the split.
 
     `left_out_prompt_in_training` counts the source's pairs whose prompt is in a training
     or validation split (benchmark-only sources); `subsampled_out` those left out by max_pairs.
@@ -185,41 +191,47 @@ def benchmark_table(pairs: pd.DataFrame, train_sets: list[str], benchmarks: list
     return pd.DataFrame(rows)
 
 
-def _evaluation_sets(pairs, item: ScoreFile, benchmarks, cache: dict) -> list[tuple[BenchmarkSet, pd.DataFrame]]:
-    """Return each benchmark set of a score file with the file's scores in the set's pair order."""
-    if "benchmark" in item.scores.columns:
-        if ("pair groups",) not in cache:
-            column = "group" if "group" in pairs.columns else "pair_id"
-            cache[("pair groups",)] = pairs.set_index("pair_id", drop=False)[column]
+class _BenchmarkCache:
+    """The benchmark sets of each training set, built once and shared by all score files."""
+
+    def __init__(self, pairs: pd.DataFrame, benchmarks: list[dict[str, Any]]):
+        self.pairs = pairs
+        self.benchmarks = benchmarks
+        self.by_train_set: dict[str, list[BenchmarkSet]] = {}
+        self.groups = pairs.set_index("pair_id", drop=False)[_group_column(pairs)]
+
+    def evaluation_sets(self, item: ScoreFile) -> list[tuple[BenchmarkSet, pd.DataFrame]]:
+        """Return each benchmark set of a score file with the file's scores in the set's pair order."""
+        if "benchmark" in item.scores.columns:
+            found = []
+            for name, frame in item.scores.groupby("benchmark", sort=False):
+                frame = frame.set_index("pair_id")
+                prompts = int(self.groups.reindex(frame.index).nunique())
+                found.append((BenchmarkSet(name, pd.Index(frame.index), n_prompts=prompts), frame))
+            return found
+        if item.train_set not in self.by_train_set:
+            self.by_train_set[item.train_set] = benchmark_sets(self.pairs, item.train_set, self.benchmarks)
+        scores = item.scores.set_index("pair_id")
         found = []
-        for name, frame in item.scores.groupby("benchmark", sort=False):
-            frame = frame.set_index("pair_id")
-            prompts = int(cache[("pair groups",)].reindex(frame.index).nunique())
-            found.append((BenchmarkSet(name, pd.Index(frame.index), n_prompts=prompts), frame))
+        for bench in self.by_train_set[item.train_set]:
+            if len(bench.ids) == 0:
+                log.warning("benchmark %s has no test pairs for train set %s; it is left out", bench.name, item.train_set)
+                continue
+            missing = bench.ids.difference(scores.index)
+            if len(missing):
+                raise ValueError(
+                    f"scores of {item.train_set}/{item.method}/seed {item.seed} lack {len(missing)} "
+                    f"pairs of {bench.name} (first: {missing[0]}); rerun the evaluate stage"
+                )
+            found.append((bench, scores.loc[bench.ids]))
         return found
-    if item.train_set not in cache:
-        cache[item.train_set] = benchmark_sets(pairs, item.train_set, benchmarks)
-    scores = item.scores.set_index("pair_id")
-    found = []
-    for bench in cache[item.train_set]:
-        if len(bench.ids) == 0:
-            log.warning("benchmark %s has no test pairs for train set %s; it is left out", bench.name, item.train_set)
-            continue
-        missing = bench.ids.difference(scores.index)
-        if len(missing):
-            raise ValueError(
-                f"scores of {item.train_set}/{item.method}/seed {item.seed} lack {len(missing)} "
-                f"pairs of {bench.name} (first: {missing[0]}); rerun the evaluate stage"
-            )
-        found.append((bench, scores.loc[bench.ids]))
-    return found
 
 
 def per_seed_metrics(pairs: pd.DataFrame, score_files: Iterable[ScoreFile], benchmarks: list[dict], bins: int) -> pd.DataFrame:
     """One row per (train_set, method, seed, benchmark, metric)."""
-    rows, cache = [], {}
+    rows, cache = [], _BenchmarkCache(pairs, benchmarks)
     for item in score_files:
-        for bench, scores in _evaluation_sets(pairs, item, benchmarks, cache):
+        for bench, scores in cache.evaluation_sets(item):
             for metric, value in bench.metrics(scores, bins).items():
                 rows.append({
                     "train_set": item.train_set, "method": item.method, "seed": item.seed, "benchmark": bench.name,
@@ -302,27 +314,32 @@ def compare_to_baseline(
     for item in score_files:
         by_key.setdefault((item.train_set, item.method), {}).setdefault(item.seed, []).append(item)
 
-    rows, cache = [], {}
-    for (train_set, method), seeds in sorted(by_key.items()):
+    rows, cache = [], _BenchmarkCache(pairs, benchmarks)
+    baseline_units: dict[tuple[str, tuple[int, ...]], dict[str, tuple[BenchmarkSet, np.ndarray]]] = {}
+
+    def correctness(files: dict[int, list[ScoreFile]], model_seeds: list[int]) -> dict[str, tuple[BenchmarkSet, np.ndarray]]:
+        """Map each benchmark to its set and the [seeds, units] correctness of a method."""
+        found: dict[str, tuple[BenchmarkSet, list[np.ndarray]]] = {}
+        for model_seed in model_seeds:
+            for item in files[model_seed]:
+                for bench, scores in cache.evaluation_sets(item):
+                    values, _ = bench.units(scores["reward_chosen"].to_numpy(), scores["reward_rejected"].to_numpy())
+                    found.setdefault(bench.name, (bench, []))[1].append(values)
+        return {name: (bench, np.stack(values)) for name, (bench, values) in found.items()}
+
+    for (train_set, method), files in sorted(by_key.items()):
         if method == baseline or (train_set, baseline) not in by_key:
             continue
-        base_seeds = by_key[(train_set, baseline)]
-        common = sorted(set(seeds) & set(base_seeds))
+        base_files = by_key[(train_set, baseline)]
+        common = sorted(set(files) & set(base_files))
         if not common:
             log.warning("no seed shared by %s and %s on %s; comparison left out", method, baseline, train_set)
             continue
-
-        def correctness(files: dict[int, list[ScoreFile]]) -> dict[str, tuple[BenchmarkSet, np.ndarray]]:
-            found: dict[str, tuple[BenchmarkSet, list[np.ndarray]]] = {}
-            for s in common:
-                for item in files[s]:
-                    for bench, scores in _evaluation_sets(pairs, item, benchmarks, cache):
-                        values, _ = bench.units(scores["reward_chosen"].to_numpy(), scores["reward_rejected"].to_numpy())
-                        found.setdefault(bench.name, (bench, []))[1].append(values)
-            return {name: (bench, np.stack(values)) for name, (bench, values) in found.items()}
-
-        ours, theirs = correctness(seeds), correctness(base_seeds)
-        for name, (bench, values) in ours.items():
+        key = (train_set, tuple(common))
+        if key not in baseline_units:
+            baseline_units[key] = correctness(base_files, common)
+        theirs = baseline_units[key]
+        for name, (bench, values) in correctness(files, common).items():
             if name not in theirs:
                 continue
             difference, low, high, p_value = paired_bootstrap(values, theirs[name][1], samples, seed, bench.weights)
