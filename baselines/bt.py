@@ -28,6 +28,7 @@ class BTConfig:
 class BradleyTerry(RewardMethod):
     """Scalar reward from an MLP on h_xy, trained with the Bradley-Terry likelihood."""
 
+    reads_prompt = False
     Config = BTConfig
     summary = "Bradley-Terry: -log sigma(r+ - r-) on an MLP reward (Bradley and Terry 1952; Ouyang et al. 2022, arXiv 2203.02155)"
 

@@ -32,6 +32,7 @@ class EnsembleConfig:
 class Ensemble(RewardMethod):
     """M Bradley-Terry heads, scored by their mean (minus k standard deviations)."""
 
+    reads_prompt = False
     Config = EnsembleConfig
     summary = "Ensemble of M Bradley-Terry heads scored by the mean reward (Coste et al. 2023, arXiv 2310.02743)"
 

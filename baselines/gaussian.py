@@ -31,6 +31,7 @@ class GaussianConfig:
 class GaussianReward(RewardMethod):
     """Reward mean and variance; preferences use the variance of the difference."""
 
+    reads_prompt = False
     Config = GaussianConfig
     summary = "Gaussian reward: mean and variance per response, P = Phi(dmu / sqrt(var+ + var-)) (Lou et al. 2024, arXiv 2410.00847)"
 

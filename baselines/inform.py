@@ -38,6 +38,7 @@ class InfoRMConfig:
 class InfoRM(RewardMethod):
     """Reward decoded from a Gaussian information bottleneck on h_xy."""
 
+    reads_prompt = False
     Config = InfoRMConfig
     summary = "InfoRM: variational information bottleneck on h_xy, reward decoded from z (Miao et al., NeurIPS 2024)"
 

@@ -47,6 +47,7 @@ class OdinConfig:
 class Odin(RewardMethod):
     """Quality and length heads; the quality head alone scores responses."""
 
+    reads_prompt = False
     Config = OdinConfig
     summary = "ODIN: length head correlated and quality head decorrelated with length; score by quality (Chen et al. 2024, arXiv 2402.07319)"
 

@@ -205,6 +205,24 @@ def test_method_learns_separable_task(method):
     assert probability.mean().item() > 0.7
 
 
+@pytest.mark.parametrize("method", sorted(EXPECTED_METHODS | {"grm"}))
+def test_methods_that_skip_the_prompt_never_read_it(method):
+    """Fine-tune mode passes zeros as h_x to methods with reads_prompt False; their loss and reward must not change."""
+    model = build_method(method, DIM, {}).eval()
+    batch = separable_pairs(64, 3)
+    batch["sft_nll"] = torch.tensor(1.5)
+    other = dict(batch, prompt=torch.zeros_like(batch["prompt"]))
+    with torch.no_grad():
+        torch.manual_seed(0)
+        loss, _ = model.loss(batch, progress=1.0)
+        reward = model.reward(batch["prompt"], batch["chosen"])
+        torch.manual_seed(0)
+        other_loss, _ = model.loss(other, progress=1.0)
+        other_reward = model.reward(other["prompt"], other["chosen"])
+    same = torch.equal(reward, other_reward) and torch.equal(loss, other_loss)
+    assert same == (not model.reads_prompt), f"{method}: reads_prompt is {model.reads_prompt}"
+
+
 def one_unit_vrm(method: str, **options):
     """A VRM-family head with K = d = 1 whose posterior means are GELU of the first feature."""
     model = build_method(method, 2, {"hidden": 1, "num_objectives": 1, "num_features": 1, "dropout": 0.0,

@@ -110,6 +110,14 @@ def test_generalization_table_covers_every_method(ci_run, repo_root):
     assert set(synthetic["method"]) == enabled_methods(repo_root)
     assert synthetic["true_error"].notna().all()
     assert (synthetic["bound_kl"] >= synthetic["true_error"]).all()
+    # With a data-dependent prior every (train set, method, n, seed) has a second row, whose
+    # bound counts only the pairs the prior did not see.
+    data_prior = table[table["prior"].str.startswith("data")]
+    initialization = table[table["prior"] == "initialization"]
+    assert len(data_prior) == len(initialization)
+    assert (initialization["n_bound"] == initialization["n"]).all()
+    fraction = config["generalization"]["data_prior"]["fraction"]
+    assert (data_prior["n_bound"] == data_prior["n"] - (fraction * data_prior["n"]).astype(int)).all()
     for name in ("generalization.png", "generalization.pdf"):
         assert (results / "figures" / name).stat().st_size > 1000
 

@@ -1,4 +1,4 @@
-"""The `vrm` command: data checks and the method registry."""
+"""The `vrm` command: data checks, scoring with an exported reward model, and the method registry."""
 
 from __future__ import annotations
 
@@ -25,6 +25,19 @@ def _methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    import logging
+
+    from vrm.score import score_file
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, not {args.batch_size}")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    count = score_file(args.model, args.input, args.output, batch_size=args.batch_size, device=args.device)
+    print(f"wrote {count} rows with rewards to {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vrm", description="vrm-bench: reward-model benchmark harness.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -38,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--format", default=None,
                        help="a source name (e.g. rmb, autoj) or jsonl, json, parquet; default: from the file extension")
     check.set_defaults(handler=_data_check)
+
+    score = commands.add_parser(
+        "score", help="add a `reward` field to JSONL rows with `prompt` and `response`, using an exported model"
+    )
+    score.add_argument("--model", required=True, help="folder written by fine-tune mode (results/export/METHOD)")
+    score.add_argument("--input", required=True, help="JSONL file, one object with prompt and response per line")
+    score.add_argument("--output", required=True, help="JSONL file to write: the input rows with a reward field")
+    score.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
+    score.add_argument("--device", default="cpu", help="torch device, for example cpu or cuda (default cpu)")
+    score.set_defaults(handler=_score)
 
     methods = commands.add_parser("methods", help="list registered reward-model methods")
     methods.add_argument("--plugin", action="append", help="import this module first (repeatable)")

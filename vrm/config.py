@@ -43,15 +43,21 @@ def _explain(error: jsonschema.ValidationError) -> str:
 
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Check `config` against the schema and the cross-key rules; return it unchanged.
+    """Check `config` against the schema and the cross-key rules; return it.
 
-    Raises UserError naming the key, the value and what is allowed.
+    A training set or benchmark source set to false is removed from `config` (in place),
+    as a method set to false is left out, so a --configfile can drop entries of the
+    default config. Raises UserError naming the key, the value and what is allowed.
     """
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise UserError("\n".join(_explain(error) for error in errors[:5]))
+    for section in ("train_sets", "benchmark_sources"):
+        config[section] = {name: spec for name, spec in (config.get(section) or {}).items() if spec is not False}
+    if not config["train_sets"]:
+        raise UserError("config: train_sets leaves no training set; set at least one to a mapping with sources")
 
     fractions = config.get("split", {}).get("fractions")
     if fractions and abs(sum(fractions.values()) - 1.0) > 1e-6:
@@ -72,12 +78,34 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         _check_section_targets(config, "generalization")
         if study["scales"]["low"] > study["scales"]["high"]:
             raise UserError("config: generalization.scales.low must not exceed generalization.scales.high")
+    _check_mode(config)
     baseline = config["evaluation"].get("baseline", "bt")
     if config["methods"].get(baseline) is False or baseline not in config["methods"]:
         raise UserError(
             f"config: evaluation.baseline = {baseline!r} is not one of the methods: {', '.join(config['methods'])}"
         )
     return config
+
+
+def _check_mode(config: dict[str, Any]) -> None:
+    """Check the keys that only one training mode reads."""
+    mode = config.get("mode", "head")
+    if mode == "finetune":
+        for key in ("cues", "generalization"):
+            if config.get(key):
+                raise UserError(f"config: {key} needs cached features and runs in head mode only; "
+                                f"set {key}: null with mode: finetune")
+    elif config.get("export"):
+        raise UserError("config: export writes fine-tuned models and needs mode: finetune; set export: null in head mode")
+    export = config.get("export") or {}
+    if export.get("train_set") is not None and export["train_set"] not in config["train_sets"]:
+        raise UserError(f"config: export.train_set = {export['train_set']!r} is not a training set; "
+                        f"use one of {', '.join(config['train_sets'])}")
+    if export.get("seed") is not None and export["seed"] not in config["seeds"]:
+        raise UserError(f"config: export.seed = {export['seed']} is not one of the seeds {config['seeds']}")
+    unknown = [m for m in export.get("methods") or [] if m not in config["methods"]]
+    if unknown:
+        raise UserError(f"config: export.methods lists {', '.join(unknown)}, which are not in methods")
 
 
 def _check_section_targets(config: dict[str, Any], key: str) -> None:

@@ -23,6 +23,29 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
             temporary.unlink()
 
 
+def atomic_directory(path: str | Path, fill: Callable[[Path], None]) -> Path:
+    """Call `fill` on a new folder next to `path`, then put it in place of `path`.
+
+    An existing folder at `path` is removed just before the rename, so a crash inside
+    `fill` leaves the old folder (or none) and never a partial one.
+    """
+    import shutil
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        fill(staging)
+        if path.exists():
+            shutil.rmtree(path)
+        staging.rename(path)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return path
+
+
 def write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 

@@ -221,6 +221,15 @@ def _rows(tensors, index: np.ndarray):
     return {key: value[position] for key, value in tensors.items()}
 
 
+def _require_head_mode(method: str) -> None:
+    """Raise a UserError for a method that cannot train on cached features (GRM needs an LM head)."""
+    from vrm.methods import get_method
+
+    if "head" not in get_method(method).modes:
+        raise UserError(f"method {method!r} runs in fine-tune mode only; set mode: finetune with a causal "
+                        f"language model as finetune.backbone, or set methods.{method}: false")
+
+
 # Tune: one sweep per (training set, method), on train and validation pairs only.
 
 
@@ -245,6 +254,7 @@ def tune(config: dict[str, Any], pairs_path: str, features_path: str, train_set:
     from vrm.tune import best_configuration, plot_sweep, run_sweep, trials_table, unfinished_trials
 
     load_plugins(config.get("plugins", []))
+    _require_head_mode(method)
     settings = config.get("tune", {})
     folder = Path(trials_csv).parent
     if not settings.get("enabled", True):
@@ -302,6 +312,7 @@ def train(config: dict[str, Any], pairs_path: str, features_path: str, train_set
     from vrm.train import TrainConfig, save_model, train_method
 
     load_plugins(config.get("plugins", []))
+    _require_head_mode(method)
     pairs, tensors = _load_features(pairs_path, features_path)
     members = pairs["train_set"] == train_set
     train_index = np.flatnonzero(members & (pairs["split"] == "train"))
@@ -351,6 +362,109 @@ def evaluate(config: dict[str, Any], pairs_path: str, features_path: str, model_
     scores = score_pairs(model, _rows(tensors, test_index), pairs["pair_id"].iloc[test_index].to_numpy(), samples)
     write_parquet(scores_path, scores)
     log.info("scored %d test pairs into %s", len(scores), scores_path)
+
+
+# Fine-tune mode: backbone and head trained together, then every test pair scored.
+
+
+def _pair_texts(pairs: pd.DataFrame, index: np.ndarray) -> dict[str, list[str]]:
+    rows = pairs.iloc[index]
+    return {side: rows[side].astype(str).tolist() for side in ("prompt", "chosen", "rejected")}
+
+
+def finetune_stage(config: dict[str, Any], pairs_path: str, train_set: str, method: str, seed: int, model_dir: str,
+                   scores_path: str, threads: int, log_path: str | None = None) -> None:
+    """Fine-tune `method` on a training set, export it to `model_dir` and score every test pair.
+
+    With `finetune.processes` above 1 the job runs in that many processes started by
+    torchrun (one per GPU, or gloo processes on a CPU); the first process exports and scores.
+    """
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    from vrm.finetune import FinetuneConfig
+    from vrm.methods import get_method, load_plugins
+
+    load_plugins(config.get("plugins", []))
+    get_method(method)
+    settings = FinetuneConfig.from_options({**(config.get("finetune") or {}), "seed": seed})
+    spec = {"config": config, "pairs_path": pairs_path, "train_set": train_set, "method": method, "seed": seed,
+            "model_dir": model_dir, "scores_path": scores_path, "threads": threads}
+    if settings.processes == 1:
+        run_finetune_job(spec)
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump({**spec, "threads": max(1, threads // settings.processes), "log_path": log_path}, handle)
+    # torchrun sets RANK, WORLD_SIZE and the rendezvous on this machine; the Accelerator in
+    # each process reads them and wraps the model in DistributedDataParallel (NCCL on GPUs,
+    # gloo on a CPU).
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               str(settings.processes), "-m", "vrm.finetune_job", handle.name]
+    log.info("starting %d processes: %s", settings.processes, " ".join(command))
+    try:
+        status = subprocess.run(command).returncode
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+    if status != 0:
+        raise UserError(f"the fine-tuning processes of {method} on {train_set} (seed {seed}) exited with status "
+                        f"{status}; their messages are above and in the job's log")
+
+
+def run_finetune_job(spec: dict[str, Any]) -> None:
+    """Train, then (in the first process) export the model and score every test pair."""
+    from dataclasses import asdict
+
+    import torch
+
+    from vrm.finetune import FinetuneConfig, export_reward_model, finetune, pair_scores, write_training_files
+    from vrm.methods import load_plugins
+
+    config, method, train_set, seed = spec["config"], spec["method"], spec["train_set"], spec["seed"]
+    load_plugins(config.get("plugins", []))
+    torch.set_num_threads(max(1, spec["threads"]))
+    settings = FinetuneConfig.from_options({**(config.get("finetune") or {}), "seed": seed})
+    pairs = pd.read_parquet(spec["pairs_path"])
+    members = pairs["train_set"] == train_set
+    train_index = np.flatnonzero(members & (pairs["split"] == "train"))
+    validation_index = np.flatnonzero(members & (pairs["split"] == "validation"))
+    test_index = np.flatnonzero(pairs["split"] == "test")
+    options = method_options(config, method)
+    log.info("fine-tune %s on %s, seed %d, backbone %s (%s): %d train, %d validation pairs; %d steps of %d x %d pairs",
+             method, train_set, seed, settings.backbone, "LoRA" if settings.lora else "all weights",
+             len(train_index), len(validation_index), settings.max_steps, settings.batch_size,
+             settings.gradient_accumulation)
+    result = finetune(method, options, _pair_texts(pairs, train_index), _pair_texts(pairs, validation_index), settings)
+    if not result.is_main_process:
+        return
+    log.info("%.2f pairs/s, peak memory %.2f GiB on %s (%s, %d process(es))", result.report["pairs_per_second"],
+             result.report["peak_memory_bytes"] / 2**30, result.report["device"], result.report["precision"],
+             result.report["processes"])
+
+    samples = config.get("evaluation", {}).get("probability_samples", 0)
+    test = _pair_texts(pairs, test_index)
+    torch.manual_seed(0)
+    scores = pair_scores(result.model, test, settings.eval_batch_size, samples)
+    truncated = sum(result.model.tokens.pair(p, r).truncated
+                    for side in ("chosen", "rejected") for p, r in zip(test["prompt"], test[side]))
+    log.info("scored %d test pairs; %d of %d responses were cut from the left to %d tokens",
+             len(test_index), truncated, 2 * len(test_index), settings.max_length)
+    model_dir = spec["model_dir"]
+    export_reward_model(result.model, model_dir, extra={"train_set": train_set, "seed": seed})
+    write_training_files(result, model_dir, {"finetune": asdict(settings), "method": method, "method_options": options})
+    frame = pd.DataFrame({"pair_id": pairs["pair_id"].iloc[test_index].to_numpy(), **scores})
+    write_parquet(spec["scores_path"], frame)
+
+
+def export_stage(model_dir: str, export_dir: str) -> None:
+    """Copy an exported model folder to its place under the export folder, atomically."""
+    import shutil
+
+    from vrm.io import atomic_directory
+
+    target = atomic_directory(export_dir, lambda staging: shutil.copytree(model_dir, staging, dirs_exist_ok=True))
+    log.info("exported %s to %s", model_dir, target)
 
 
 # Spurious-cue stress test: the cue training set with a cue planted, at several rates.
@@ -503,9 +617,7 @@ def generalization(config: dict[str, Any], pairs_path: str, features_path: str, 
     (at the method's configured hyperparameters, not a sweep's), and each row also gets the
     Gibbs risk on the task's fresh pairs, its true risk up to Monte Carlo error.
     """
-    import torch
-
-    from vrm.generalization import certificate, error_rate, gibbs_risk, trainable_state
+    from vrm.generalization import trainable_state
     from vrm.methods import build_method, load_plugins
     from vrm.train import TrainConfig, set_seed, train_method
 
@@ -528,6 +640,7 @@ def generalization(config: dict[str, Any], pairs_path: str, features_path: str, 
     sizes = training_sizes(settings.get("start_size", 125), pool["chosen"].shape[0])
     scales = tuple(float(s) for s in np.logspace(np.log10(settings["scales"]["low"]), np.log10(settings["scales"]["high"]),
                                                  settings["scales"]["count"]))
+    data_prior = settings.get("data_prior") or {}
     rows = []
     for seed in settings["seeds"]:
         for n in sizes:
@@ -536,33 +649,57 @@ def generalization(config: dict[str, Any], pairs_path: str, features_path: str, 
             # train_method seeds the same way before building the model, so this is its initialization.
             set_seed(int(seed), threads)
             initial = trainable_state(build_method(method, train["chosen"].shape[1], options))
-            model = train_method(method, options, train, validation, train_config).model
-            result = certificate(model, initial, train, delta=settings.get("delta", 0.05), scales=scales,
-                                 repeats=settings.get("repeats", 1), seed=int(seed))
-            with torch.no_grad():
-                point = {
-                    name: error_rate(model.reward(batch["prompt"], batch["chosen"])
-                                     - model.reward(batch["prompt"], batch["rejected"]))
-                    for name, batch in (("train", train), ("test", test))
-                }
-            gibbs_test = gibbs_risk(model, test, result["scale"], settings.get("test_repeats", 4), seed=int(seed) + 7919)
-            true_error = float("nan") if fresh is None else gibbs_risk(model, fresh, result["scale"], 1, int(seed) + 104729)
-            rows.append({
-                "train_set": train_set, "method": method, "n": n, "seed": int(seed),
-                "train_error": result["risk_estimate"], "test_error": gibbs_test,
-                "gap": gibbs_test - result["risk_estimate"], "true_error": true_error,
-                "mean_train_error": point["train"], "mean_test_error": point["test"],
-                "mean_gap": point["test"] - point["train"],
-                "kl": result["kl"], "scale": result["scale"], "squared_distance": result["squared_distance"],
-                "train_error_upper": result["risk_upper"], "bound_kl": result["bound_kl"],
-                "bound_mcallester": result["bound_mcallester"], "bound_lambda": result["bound_lambda"],
-                "delta": result["delta"], "grid_size": result["grid_size"], "n_test": test["chosen"].shape[0],
-                "prior": "initialization",
-            })
-            log.info("%s on %s, n=%d seed %s: Gibbs train %.3f test %.3f, bound_kl %.3f at scale %.3g (KL %.1f)",
-                     method, train_set, n, seed, result["risk_estimate"], gibbs_test, result["bound_kl"],
-                     result["scale"], result["kl"])
+            priors = [("initialization", initial, train, None)]
+            if data_prior:
+                # The prior's mean is a head trained on the first pairs; the bound then counts
+                # only the other pairs, which the prior never saw, and the posterior starts there.
+                held_out = int(data_prior["fraction"] * n)
+                prior_model = train_method(method, options, {k: v[:held_out] for k, v in train.items()}, validation,
+                                           train_config).model
+                prior_mean = trainable_state(prior_model)
+                priors.append((f"data ({held_out} held-out pairs)", prior_mean,
+                               {k: v[held_out:] for k, v in train.items()}, prior_mean))
+            for prior_name, prior_mean, bound_pairs, start in priors:
+                rows.append(_certified_row(
+                    method, train_set, n, int(seed), prior_name, prior_mean, bound_pairs, start, options, validation,
+                    test, fresh, train_config, settings, scales))
     write_csv(table_path, pd.DataFrame(rows))
+
+
+def _certified_row(method, train_set, n, seed, prior_name, prior_mean, bound_pairs, start, options, validation, test,
+                   fresh, train_config, settings, scales) -> dict[str, Any]:
+    """Train the posterior mean on `bound_pairs` (from `start`, or the seed's initialization) and certify it."""
+    import torch
+
+    from vrm.generalization import certificate, error_rate, gibbs_risk
+    from vrm.train import train_method
+
+    model = train_method(method, options, bound_pairs, validation, train_config, initial_state=start).model
+    result = certificate(model, prior_mean, bound_pairs, delta=settings.get("delta", 0.05), scales=scales,
+                         repeats=settings.get("repeats", 1), seed=seed)
+    with torch.no_grad():
+        point = {
+            name: error_rate(model.reward(batch["prompt"], batch["chosen"])
+                             - model.reward(batch["prompt"], batch["rejected"]))
+            for name, batch in (("train", bound_pairs), ("test", test))
+        }
+    gibbs_test = gibbs_risk(model, test, result["scale"], settings.get("test_repeats", 4), seed=seed + 7919)
+    true_error = float("nan") if fresh is None else gibbs_risk(model, fresh, result["scale"], 1, seed + 104729)
+    log.info("%s on %s, n=%d seed %s, prior %s: Gibbs train %.3f test %.3f, bound_kl %.3f at scale %.3g (KL %.1f)",
+             method, train_set, n, seed, prior_name, result["risk_estimate"], gibbs_test, result["bound_kl"],
+             result["scale"], result["kl"])
+    return {
+        "train_set": train_set, "method": method, "n": n, "seed": seed,
+        "train_error": result["risk_estimate"], "test_error": gibbs_test,
+        "gap": gibbs_test - result["risk_estimate"], "true_error": true_error,
+        "mean_train_error": point["train"], "mean_test_error": point["test"],
+        "mean_gap": point["test"] - point["train"],
+        "kl": result["kl"], "scale": result["scale"], "squared_distance": result["squared_distance"],
+        "train_error_upper": result["risk_upper"], "bound_kl": result["bound_kl"],
+        "bound_mcallester": result["bound_mcallester"], "bound_lambda": result["bound_lambda"],
+        "delta": result["delta"], "grid_size": result["grid_size"], "n_test": test["chosen"].shape[0],
+        "prior": prior_name, "n_bound": bound_pairs["chosen"].shape[0],
+    }
 
 
 # Aggregate and figures.
@@ -627,7 +764,8 @@ def generalization_table(table_paths: list[str], table_path: str, png_path: str,
         below = table[table["bound_kl"] < table[column]]
         if len(below):
             log.warning("%d rows have a PAC-Bayes-kl bound below their %s (%s)", len(below), column,
-                        ", ".join(f"{r.train_set} {r.method} n={r.n} seed {r.seed}" for r in below.head(5).itertuples()))
+                        ", ".join(f"{r.train_set} {r.method} n={r.n} seed {r.seed} prior {r.prior}"
+                                  for r in below.head(5).itertuples()))
     write_csv(table_path, table)
     plot_generalization(table, png_path, pdf_path)
 
@@ -665,6 +803,12 @@ def _dispatch(job) -> None:
         generalization(cfg, None, None, job.wildcards.method, None, job.output.table, job.threads, synthetic=True)
     elif rule == "generalization_table":
         generalization_table(list(job.input.tables), job.output.table, job.output.png, job.output.pdf)
+    elif rule == "finetune":
+        w = job.wildcards
+        finetune_stage(cfg, job.input.pairs, w.train_set, w.method, int(w.seed), str(Path(job.output.config).parent),
+                       job.output.scores, job.threads, job.log[0] if job.log else None)
+    elif rule == "export":
+        export_stage(str(Path(job.input.config).parent), str(Path(job.output.config).parent))
     elif rule == "cue_features":
         cue_features(cfg, job.input.pairs, job.wildcards.cue, job.output.features, job.output.report, job.threads)
     elif rule == "cue_train":

@@ -92,11 +92,13 @@ def train_method(
     config: TrainConfig,
     progress_bar: bool = False,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    initial_state: dict[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train `method` on pair features and keep the epoch with the lowest validation loss.
 
     `on_epoch` receives each epoch's record (losses and validation terms), for example
-    to report it to a sweep scheduler.
+    to report it to a sweep scheduler. `initial_state` (parameter name to tensor) replaces
+    the seeded initialization of those parameters, for example with a prior's mean.
 
     >>> import torch
     >>> g = torch.Generator().manual_seed(0)
@@ -110,6 +112,11 @@ def train_method(
     set_seed(config.seed, config.threads)
     input_dim = train_features["chosen"].shape[1]
     model = build_method(method, input_dim, method_options)
+    if initial_state is not None:
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if name in initial_state:
+                    parameter.copy_(initial_state[name])
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
 
     count = train_features["chosen"].shape[0]

@@ -29,6 +29,13 @@ class RewardMethod(nn.Module):
 
     Config: type = None  # type: ignore[assignment]
     summary: str = ""
+    # Training modes the method supports: "head" (frozen features) and "finetune".
+    modes: tuple[str, ...] = ("head", "finetune")
+    # Fine-tune mode loads the backbone with its LM head and passes the SFT term as batch["sft_nll"].
+    needs_lm_head: bool = False
+    # False when loss and reward never read batch["prompt"] (h_x): fine-tune mode then skips
+    # encoding the prompt alone and passes zeros. A test checks this for every method.
+    reads_prompt: bool = True
 
     def __init__(self, input_dim: int, config: Any):
         super().__init__()

@@ -84,6 +84,8 @@ class VRM(RewardMethod):
 
     def __init__(self, input_dim: int, config: VRMConfig):
         super().__init__(input_dim, config)
+        # With w fixed to 1 the prompt sets nothing: q(z | x, y) reads h_xy only.
+        self.reads_prompt = not config.fixed_weights
         K, d = config.num_objectives, config.num_features
         self.weight_encoder = _encoder(input_dim, config.hidden, 2 * K, config.dropout)
         self.feature_encoder = _encoder(input_dim, config.hidden, 2 * d, config.dropout)

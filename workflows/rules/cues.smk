@@ -11,6 +11,8 @@ rule cue_features:
     params:
         config={key: config.get(key) for key in ("backbone", "cache_dir", "cues")},
     threads: workflow.cores
+    resources:
+        **rule_resources("cue_features"),
     log:
         f"{RESULTS}/logs/cue_features/{{cue}}.log",
     benchmark:
@@ -40,6 +42,8 @@ rule cue_train:
     wildcard_constraints:
         rho=r"[0-9.]+",
     threads: 1
+    resources:
+        **rule_resources("cue_train"),
     log:
         f"{RESULTS}/logs/cue_train/{{cue}}/rho{{rho}}/{{method}}.log",
     benchmark:

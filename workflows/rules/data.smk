@@ -5,6 +5,8 @@ rule prepare:
     params:
         config={key: config.get(key) for key in ("data_root", "split", "train_sets", "benchmark_sources", "benchmarks")},
         report_dir=f"{RESULTS}/data/reports",
+    resources:
+        **rule_resources("prepare"),
     log:
         f"{RESULTS}/logs/prepare.log",
     benchmark:

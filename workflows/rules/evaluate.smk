@@ -10,6 +10,8 @@ rule evaluate:
     wildcard_constraints:
         seed=r"\d+",
     threads: 1
+    resources:
+        **rule_resources("evaluate"),
     log:
         f"{RESULTS}/logs/evaluate/{{train_set}}/{{method}}/seed{{seed}}.log",
     benchmark:

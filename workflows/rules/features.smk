@@ -6,6 +6,8 @@ rule features:
     params:
         config={"backbone": config["backbone"], "cache_dir": config.get("cache_dir", "results/cache")},
     threads: workflow.cores
+    resources:
+        **rule_resources("features"),
     log:
         f"{RESULTS}/logs/features.log",
     benchmark:

@@ -18,6 +18,8 @@ rule generalization:
             "plugins": config.get("plugins", []),
         },
     threads: 1
+    resources:
+        **rule_resources("generalization"),
     log:
         f"{RESULTS}/logs/generalization/{{method}}.log",
     benchmark:
@@ -37,6 +39,8 @@ rule generalization_synthetic:
             "plugins": config.get("plugins", []),
         },
     threads: 1
+    resources:
+        **rule_resources("generalization_synthetic"),
     log:
         f"{RESULTS}/logs/generalization/synthetic/{{method}}.log",
     benchmark:
@@ -54,6 +58,8 @@ rule generalization_table:
         table=f"{RESULTS}/tables/generalization.csv",
         png=f"{RESULTS}/figures/generalization.png",
         pdf=f"{RESULTS}/figures/generalization.pdf",
+    resources:
+        **rule_resources("generalization_table"),
     log:
         f"{RESULTS}/logs/generalization_table.log",
     script:

@@ -1,3 +1,6 @@
+localrules: aggregate, figures
+
+
 SCORE_KEYS = [(t, m, s) for t in TRAIN_SETS for m in METHODS for s in SEEDS]
 CUE_KEYS = [(cue, rho, m) for cue in CUE_NAMES for rho in CUE_RHOS for m in CUE_METHODS]
 
@@ -19,6 +22,8 @@ rule aggregate:
         config={key: config.get(key) for key in ("benchmarks", "evaluation", "train_sets", "cues")},
         score_keys=SCORE_KEYS,
         cue_keys=CUE_KEYS,
+    resources:
+        **rule_resources("aggregate"),
     log:
         f"{RESULTS}/logs/aggregate.log",
     script:
@@ -35,6 +40,8 @@ rule figures:
         reliability_png=f"{RESULTS}/figures/reliability.png",
         reliability_pdf=f"{RESULTS}/figures/reliability.pdf",
         **({"cue_png": f"{RESULTS}/figures/cue.png", "cue_pdf": f"{RESULTS}/figures/cue.pdf"} if CUE_NAMES else {}),
+    resources:
+        **rule_resources("figures"),
     log:
         f"{RESULTS}/logs/figures.log",
     script:

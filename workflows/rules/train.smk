@@ -15,6 +15,8 @@ rule train:
     wildcard_constraints:
         seed=r"\d+",
     threads: 1
+    resources:
+        **rule_resources("train"),
     log:
         f"{RESULTS}/logs/train/{{train_set}}/{{method}}/seed{{seed}}.log",
     benchmark:

@@ -14,6 +14,8 @@ rule tune:
             "plugins": config.get("plugins", []),
         },
     threads: workflow.cores
+    resources:
+        **rule_resources("tune"),
     log:
         f"{RESULTS}/logs/tune/{{train_set}}/{{method}}.log",
     benchmark:
