@@ -2,9 +2,9 @@
 
 Source: Yang, Ding, Lin, Zhang, Zhang, "Regularizing Hidden States Enables Learning
 Generalizable Reward Model for LLMs", NeurIPS 2024, arXiv 2406.10216. The reward head
-reads the last hidden state; the LM head stays on the same hidden states, and the
-SFT term, the negative log-likelihood of the chosen response under the LM head, keeps
-those states useful for text generation:
+reads the last hidden state, and the LM head stays on the same hidden states. The SFT
+term, the negative log-likelihood of the chosen response under the LM head, keeps those
+states useful for text generation:
 
     loss = (1 - alpha) * (-log sigma(r(x, y+) - r(x, y-))) + alpha * NLL_LM(y+ | x)
 

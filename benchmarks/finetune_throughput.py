@@ -1,9 +1,9 @@
 """Compare fine-tune throughput of vrm.finetune with TRL's RewardTrainer on the same work.
 
 Both sides train a Bradley-Terry reward model on the same backbone, pairs, batch size,
-max length, number of optimizer steps, learning rate and precision (float32 on a CPU),
-with dropout off (RewardTrainer's default, and vrm.finetune's), each in a fresh process,
-so the peak resident memory of a process is that side's alone. Each repeat runs every side
+max length, number of optimizer steps, learning rate and precision (float32 on a CPU).
+Dropout is off on both (RewardTrainer's default, and vrm.finetune's). Each side runs in a
+fresh process, so the peak resident memory of a process is that side's alone. Each repeat runs every side
 once, and the order of the sides rotates from repeat to repeat.
 
 The pairs are the first RMB pairs (`rmb` source) that fit in the max length as

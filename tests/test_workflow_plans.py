@@ -58,8 +58,11 @@ def test_paper_finetune_jobs_get_gpu_resources(repo_root, tmp_path):
         assert "slurm_partition=gpu" in resources, resources
 
 
-def test_smoke_config_plans_finetune_and_export(repo_root):
-    run = plan(repo_root, "--configfile", "workflows/config/finetune-smoke.yaml")
+def test_smoke_config_plans_finetune_and_export(repo_root, tmp_path):
+    # Results in an empty folder, so outputs of an earlier run in the checkout do not shorten the plan.
+    override = write_override(tmp_path, {"results_dir": str(tmp_path / "results"),
+                                         "export": {"dir": str(tmp_path / "export")}})
+    run = plan(repo_root, "--configfile", "workflows/config/finetune-smoke.yaml", str(override))
     assert run.returncode == 0, run.stderr[-3000:]
     counts = job_counts(run.stdout + run.stderr)
     assert counts.get("finetune") == 2, counts

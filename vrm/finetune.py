@@ -6,7 +6,7 @@ loss, the reward and the preference probability are the method's own.
 
 Inputs. A prompt is encoded alone for h_x, and prompt and response are encoded jointly
 for h_xy. With a tokenizer that has a chat template, the prompt is a user turn and the
-response the assistant turn; h_x uses the user turn with the generation prompt. Without
+response the assistant turn. h_x then encodes the user turn with the generation prompt. Without
 one (BERT-style encoders), the tokenizer's text-pair form is used, as in head mode.
 Sequences longer than ``max_length`` lose tokens from the left, after the leading special
 tokens, so the end of the response (and of the prompt, for h_x) is always kept; the
@@ -132,6 +132,7 @@ class PairTokenizer:
         self.max_length = max_length
         self.use_template = chat_template == "auto" and bool(getattr(tokenizer, "chat_template", None))
         self.uses_token_type_ids = "token_type_ids" in tokenizer.model_input_names and not self.use_template
+        self._prompt_ids: dict[str, list[int]] = {}
         special = set(tokenizer.all_special_ids)
         probe = self._raw_prompt("a")
         # Leading special tokens ([CLS], <bos>) stay when a sequence is cut from the left.
@@ -143,6 +144,12 @@ class PairTokenizer:
                             f"{self.lead} leading special token(s)")
 
     def _raw_prompt(self, prompt: str) -> list[int]:
+        # Each pair encodes its prompt again to find where the response starts, so keep them.
+        if prompt not in self._prompt_ids:
+            self._prompt_ids[prompt] = self._tokenize_prompt(prompt)
+        return list(self._prompt_ids[prompt])
+
+    def _tokenize_prompt(self, prompt: str) -> list[int]:
         if self.use_template:
             text = self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
@@ -471,8 +478,8 @@ def finetune(method: str, options: dict[str, Any], train: dict[str, list[str]], 
         return max(0.0, (config.max_steps - step) / max(1, config.max_steps - warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    # The scheduler stays outside accelerate, which would step it once per process per
-    # call; max_steps counts optimizer steps of the whole job, so it steps once per update.
+    # The scheduler stays outside accelerate, because accelerate steps a prepared scheduler
+    # once per process per call. max_steps counts the job's optimizer steps, so it steps once per update.
     model, optimizer = accelerator.prepare(model, optimizer)
     inner: FinetunedRewardModel = accelerator.unwrap_model(model)
     generator = torch.Generator().manual_seed(config.seed)
@@ -557,29 +564,23 @@ def finetune(method: str, options: dict[str, Any], train: dict[str, list[str]], 
     return FinetuneResult(inner, history, report, accelerator.is_main_process)
 
 
-def pair_scores(model: FinetunedRewardModel, pairs: dict[str, list[str]], batch_size: int = 32,
-                samples: int = 0) -> dict[str, np.ndarray]:
-    """Rewards of both responses and P(chosen preferred) of each pair, as head-mode evaluation writes them."""
+def pair_features(model: FinetunedRewardModel, pairs: dict[str, list[str]], batch_size: int = 32) -> Batch:
+    """Encode pairs (lists under prompt, chosen, rejected) into the batch a head's loss and scoring read."""
     model.eval()
     prompts = list(pairs["prompt"])
-    with torch.no_grad():
-        both = model.features(prompts + prompts, list(pairs["chosen"]) + list(pairs["rejected"]), batch_size)
-        count = len(prompts)
-        batch = {"prompt": both["prompt"][:count], "chosen": both["response"][:count],
-                 "rejected": both["response"][count:],
-                 "chosen_length": torch.tensor(_word_counts(pairs["chosen"])),
-                 "rejected_length": torch.tensor(_word_counts(pairs["rejected"]))}
-        head = model.head
-        return {
-            "reward_chosen": head.reward(batch["prompt"], batch["chosen"]).double().numpy(),
-            "reward_rejected": head.reward(batch["prompt"], batch["rejected"]).double().numpy(),
-            "p_chosen": head.preference_probability(batch, samples=samples).double().numpy(),
-        }
+    count = len(prompts)
+    both = model.features(prompts + prompts, list(pairs["chosen"]) + list(pairs["rejected"]), batch_size)
+    return {"prompt": both["prompt"][:count], "chosen": both["response"][:count],
+            "rejected": both["response"][count:],
+            "chosen_length": torch.tensor(_word_counts(pairs["chosen"])),
+            "rejected_length": torch.tensor(_word_counts(pairs["rejected"]))}
 
 
 def validation_metrics(model: FinetunedRewardModel, pairs: dict[str, list[str]], batch_size: int) -> dict[str, float]:
-    scores = pair_scores(model, pairs, batch_size)
-    probability = np.clip(scores["p_chosen"], 1e-7, 1 - 1e-7)
+    with torch.no_grad():
+        batch = pair_features(model, pairs, batch_size)
+        probability = model.head.preference_probability(batch).double().numpy()
+    probability = np.clip(probability, 1e-7, 1 - 1e-7)
     return {
         "validation_pair_accuracy": float(np.mean((probability > 0.5) + 0.5 * (probability == 0.5))),
         "validation_pair_nll": float(-np.log(probability).mean()),
@@ -592,7 +593,7 @@ def validation_metrics(model: FinetunedRewardModel, pairs: dict[str, list[str]],
 def export_reward_model(model: FinetunedRewardModel, folder: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write `model` as a Hugging Face folder that `load_reward_model` reads back, head included.
 
-    LoRA adapters are merged into the backbone weights first, so the folder holds plain
+    LoRA adapters are merged into the backbone weights first, so the folder contains plain
     weights any transformers version can load. A causal LM is saved without its LM head,
     which scoring does not use. `config.json` carries the head's settings under
     "vrm_reward_head" and the head's weights are in reward_head.safetensors. The folder is
@@ -641,7 +642,7 @@ def load_reward_model(folder: str | Path, device: str | torch.device = "cpu") ->
     model_config = AutoConfig.from_pretrained(folder)
     settings = getattr(model_config, HEAD_SETTINGS_KEY, None)
     if not isinstance(settings, dict) or not (folder / HEAD_WEIGHTS).is_file():
-        raise UserError(f"{folder} holds a model without a reward head: config.json has no {HEAD_SETTINGS_KEY!r} "
+        raise UserError(f"{folder} contains a model without a reward head: config.json has no {HEAD_SETTINGS_KEY!r} "
                         f"or {HEAD_WEIGHTS} is missing; export it with vrm-bench")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     tokenizer.padding_side = "right"

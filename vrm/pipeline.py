@@ -397,7 +397,7 @@ def finetune_stage(config: dict[str, Any], pairs_path: str, train_set: str, meth
         return
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump({**spec, "threads": max(1, threads // settings.processes), "log_path": log_path}, handle)
-    # torchrun sets RANK, WORLD_SIZE and the rendezvous on this machine; the Accelerator in
+    # torchrun sets RANK, WORLD_SIZE and the rendezvous on this machine. The Accelerator in
     # each process reads them and wraps the model in DistributedDataParallel (NCCL on GPUs,
     # gloo on a CPU).
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
@@ -418,7 +418,7 @@ def run_finetune_job(spec: dict[str, Any]) -> None:
 
     import torch
 
-    from vrm.finetune import FinetuneConfig, export_reward_model, finetune, pair_scores, write_training_files
+    from vrm.finetune import FinetuneConfig, export_reward_model, finetune, pair_features, write_training_files
     from vrm.methods import load_plugins
 
     config, method, train_set, seed = spec["config"], spec["method"], spec["train_set"], spec["seed"]
@@ -445,7 +445,9 @@ def run_finetune_job(spec: dict[str, Any]) -> None:
     samples = config.get("evaluation", {}).get("probability_samples", 0)
     test = _pair_texts(pairs, test_index)
     torch.manual_seed(0)
-    scores = pair_scores(result.model, test, settings.eval_batch_size, samples)
+    with torch.no_grad():
+        batch = pair_features(result.model, test, settings.eval_batch_size)
+    frame = score_pairs(result.model.head, batch, pairs["pair_id"].iloc[test_index].to_numpy(), samples)
     truncated = sum(result.model.tokens.pair(p, r).truncated
                     for side in ("chosen", "rejected") for p, r in zip(test["prompt"], test[side]))
     log.info("scored %d test pairs; %d of %d responses were cut from the left to %d tokens",
@@ -453,7 +455,6 @@ def run_finetune_job(spec: dict[str, Any]) -> None:
     model_dir = spec["model_dir"]
     export_reward_model(result.model, model_dir, extra={"train_set": train_set, "seed": seed})
     write_training_files(result, model_dir, {"finetune": asdict(settings), "method": method, "method_options": options})
-    frame = pd.DataFrame({"pair_id": pairs["pair_id"].iloc[test_index].to_numpy(), **scores})
     write_parquet(spec["scores_path"], frame)
 
 
@@ -651,8 +652,8 @@ def generalization(config: dict[str, Any], pairs_path: str, features_path: str, 
             initial = trainable_state(build_method(method, train["chosen"].shape[1], options))
             priors = [("initialization", initial, train, None)]
             if data_prior:
-                # The prior's mean is a head trained on the first pairs; the bound then counts
-                # only the other pairs, which the prior never saw, and the posterior starts there.
+                # The prior's mean is a head trained on the first pairs. The bound counts only the
+                # other pairs, which the prior never saw, and the posterior's training starts there.
                 held_out = int(data_prior["fraction"] * n)
                 prior_model = train_method(method, options, {k: v[:held_out] for k, v in train.items()}, validation,
                                            train_config).model
