@@ -11,6 +11,7 @@ rule cue_features:
     params:
         config={key: config.get(key) for key in ("backbone", "cache_dir", "cues")},
     threads: workflow.cores
+    priority: 20
     resources:
         **rule_resources("cue_features"),
     log:

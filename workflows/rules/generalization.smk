@@ -24,6 +24,8 @@ rule generalization:
         f"{RESULTS}/logs/generalization/{{method}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/generalization/{{method}}.tsv"
+    # The longest one-core jobs start first, so that the last ones do not run alone.
+    priority: 10
     script:
         "../scripts/run_stage.py"
 

@@ -14,6 +14,9 @@ rule tune:
             "plugins": config.get("plugins", []),
         },
     threads: workflow.cores
+    # Sweeps take every core. Run them before the one-core jobs: once those fill half the
+    # cores, a sweep cannot start and the other half idles.
+    priority: 30
     resources:
         **rule_resources("tune"),
     log:
