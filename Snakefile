@@ -5,8 +5,10 @@ import sys
 
 from vrm.config import validate_config
 from vrm.errors import UserError
+from vrm.manifest import git_state
 
 configfile: "workflows/config/default.yaml"
+report: "workflows/report/workflow.rst"
 
 try:
     validate_config(config)
@@ -25,6 +27,8 @@ CUE_RHOS = [repr(float(rho)) for rho in CUES.get("rhos", [])]
 CUE_METHODS = [m for m in METHODS if CUES.get("methods") is None or m in CUES["methods"]]
 GENERALIZATION = config.get("generalization") or {}
 GENERALIZATION_METHODS = [m for m in METHODS if GENERALIZATION and (GENERALIZATION.get("methods") is None or m in GENERALIZATION["methods"])]
+# Commit and uncommitted changes of this checkout, for results/manifest.json.
+GIT_STATE = git_state(workflow.basedir)
 EXPORT = config.get("export") or {}
 EXPORT_DIR = EXPORT.get("dir", "results/export")
 EXPORT_TRAIN_SET = EXPORT.get("train_set") or TRAIN_SETS[0]
@@ -57,6 +61,6 @@ rule all:
     default_target: True
     input:
         rules.aggregate.output,
-        rules.figures.output,
+        rules.plot.output,
         rules.generalization_table.output if GENERALIZATION else [],
         [f"{EXPORT_DIR}/{m}/config.json" for m in EXPORT_METHODS],

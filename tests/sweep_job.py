@@ -3,6 +3,7 @@
     python tests/sweep_job.py STORAGE EVENTS NUM_SAMPLES MAX_EPOCHS [failing]
 
 With "failing", half of the sampled dropout values are invalid, so those trials raise.
+With "halving", successive halving stops weak trials (grace period 2 epochs, factor 2).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def main() -> None:
         space = dict(SETTINGS["spaces"]["bt"], dropout={"choice": [0.1, 2.0]}, hidden=32)
         settings["spaces"] = {"bt": space}
         settings["max_failures"] = 1
+    if len(sys.argv) > 5 and sys.argv[5] == "halving":
+        settings["asha"] = {"grace_period": 2, "reduction_factor": 2}
+        settings["spaces"] = {"bt": dict(SETTINGS["spaces"]["bt"], hidden={"choice": [0, 256]})}
     results = run_sweep(
         "bt", separable_pairs(4000, 0), separable_pairs(1000, 1), settings,
         base_options={}, base_training={"max_epochs": max_epochs, "patience": max_epochs, "batch_size": 32},

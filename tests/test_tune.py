@@ -135,3 +135,74 @@ def test_unknown_search_key_is_rejected():
         split_trial_config("bt", {"num_features": 4})
     with pytest.raises(UserError, match="expected one of"):
         build_space({"learning_rate": {"logunif": [1e-4, 1e-2]}})
+
+
+def _halving_in_index_order(histories: list[list[float]], rungs: list[int], factor: float) -> list[int]:
+    """Epochs each trial runs when trials report one after another, lower metric better."""
+    recorded: dict[int, list[float]] = {rung: [] for rung in rungs}
+    epochs = []
+    for history in histories:
+        ran = len(history)
+        for epoch, value in enumerate(history, start=1):
+            if epoch in recorded:
+                earlier = recorded[epoch]
+                stop = bool(earlier) and -value < np.percentile(-np.array(earlier), (1 - 1 / factor) * 100)
+                earlier.append(value)
+                if stop:
+                    ran = epoch
+                    break
+        epochs.append(ran)
+    return epochs
+
+
+def _run_board(folder: Path, histories: list[list[float]], delays: list[float]) -> list[int]:
+    """Run each trial in a thread, two at a time and started in index order, as Ray does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vrm.tune import RungBoard
+
+    board = RungBoard(folder, metric="loss", mode="min", grace_period=2, reduction_factor=2, max_t=16)
+    assert board.rungs == [2, 4, 8]
+
+    def trial(index: int) -> int:
+        board.start(index)
+        epochs = 0
+        for epoch, value in enumerate(histories[index], start=1):
+            time.sleep(delays[index])
+            epochs = epoch
+            if board.should_stop(index, epoch, {"loss": value}):
+                break
+        board.end(index, epochs)
+        return epochs
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(trial, range(len(histories))))
+
+
+def test_rung_board_ignores_report_order(tmp_path):
+    rng = np.random.default_rng(0)
+    # Some trials end early by their own patience (shorter histories), as in training.
+    histories = [list(np.cumsum(rng.normal(0.0, 0.1, size=int(rng.integers(3, 13))) + 1.0)) for _ in range(10)]
+    expected = _halving_in_index_order(histories, [2, 4, 8], 2.0)
+    assert min(expected) < max(len(h) for h in histories)  # halving stopped some trial
+
+    slow_first = _run_board(tmp_path / "a", histories, [0.004 if i % 2 == 0 else 0.0 for i in range(10)])
+    slow_second = _run_board(tmp_path / "b", histories, [0.0 if i % 2 == 0 else 0.004 for i in range(10)])
+    assert slow_first == expected
+    assert slow_second == expected
+
+
+def test_halving_sweep_repeats_exactly(tmp_path):
+    tables = []
+    for run in ("first", "second"):
+        job = run_job(tmp_path / run, tmp_path / f"{run}.log", 6, 8, "halving")
+        output, _ = job.communicate(timeout=600)
+        assert job.returncode == 0, output[-3000:]
+        table = pd.read_csv(tmp_path / run / "trials.csv", keep_default_na=False, na_values=[""])
+        table["index"] = table["trial_id"].str.extract(r"_(\d+)$")[0].astype(int)
+        tables.append(table.sort_values("index").reset_index(drop=True))
+    first, second = tables
+    assert (first["epochs"] < 8).any()  # halving stopped a trial
+    assert first["epochs"].tolist() == second["epochs"].tolist()
+    assert first["best_validation_pair_nll"].tolist() == second["best_validation_pair_nll"].tolist()
+    assert first["config/learning_rate"].tolist() == second["config/learning_rate"].tolist()

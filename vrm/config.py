@@ -79,12 +79,44 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         if study["scales"]["low"] > study["scales"]["high"]:
             raise UserError("config: generalization.scales.low must not exceed generalization.scales.high")
     _check_mode(config)
+    _check_methods(config)
     baseline = config["evaluation"].get("baseline", "bt")
     if config["methods"].get(baseline) is False or baseline not in config["methods"]:
         raise UserError(
             f"config: evaluation.baseline = {baseline!r} is not one of the methods: {', '.join(config['methods'])}"
         )
     return config
+
+
+def _suggest(name: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(name, allowed, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_methods(config: dict[str, Any]) -> None:
+    """Check that every enabled method is registered (after the plugins load) and its options exist."""
+    import dataclasses
+
+    from vrm.methods.registry import METHODS, load_builtin_methods, load_plugins
+
+    load_builtin_methods()
+    load_plugins(config.get("plugins") or [])
+    registered = sorted(METHODS)
+    for name, options in config["methods"].items():
+        if options is False:
+            continue
+        if name not in METHODS:
+            raise UserError(
+                f"config: methods.{name}: unknown method{_suggest(name, registered)}; "
+                f"registered methods: {', '.join(registered)}. A method from another package needs its module under `plugins`"
+            )
+        fields = sorted(field.name for field in dataclasses.fields(METHODS[name].Config))
+        for key in options or {}:
+            if key not in fields:
+                raise UserError(
+                    f"config: methods.{name}.{key}: unknown option{_suggest(key, fields)}; "
+                    f"options of {name}: {', '.join(fields)}"
+                )
 
 
 def _check_mode(config: dict[str, Any]) -> None:

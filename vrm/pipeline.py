@@ -61,9 +61,14 @@ def _sources_by_role(config: dict[str, Any]) -> tuple[dict[str, str], list[str]]
     return training, benchmark_only
 
 
-def prepare(config: dict[str, Any], pairs_path: str, report_path: str, report_dir: str) -> pd.DataFrame:
-    """Load every source, deduplicate, split by prompt group, subsample, and write the pairs."""
-    from vrm.data.schema import DropReport
+def prepare(config: dict[str, Any], pairs_path: str, report_path: str, report_dir: str,
+            files_path: str | None = None) -> pd.DataFrame:
+    """Load every source, deduplicate, split by prompt group, subsample, and write the pairs.
+
+    `files_path` receives the list of data files read (and hub datasets loaded), which the
+    manifest hashes.
+    """
+    from vrm.data.readers import FILES_READ
     from vrm.data.sources import SOURCES, load_source, source_names
     from vrm.data.split import assign_splits, dedupe_pairs, prompt_group, subsample_groups
 
@@ -156,6 +161,9 @@ def prepare(config: dict[str, Any], pairs_path: str, report_path: str, report_di
 
     write_parquet(pairs_path, pairs)
     write_json(report_path, summary)
+    if files_path:
+        write_json(files_path, {"data_root": None if data_root is None else str(Path(data_root).resolve()),
+                                "files": sorted(FILES_READ)})
     log.info("wrote %d pairs to %s", len(pairs), pairs_path)
     return pairs
 
@@ -706,11 +714,33 @@ def _certified_row(method, train_set, n, seed, prior_name, prior_mean, bound_pai
 # Aggregate and figures.
 
 
+def write_manifest(config: dict[str, Any], git: dict[str, Any], files_path: str, manifest_path: str,
+                   workflow_folder: str) -> None:
+    """Write the results folder's manifest.json (vrm.manifest)."""
+    import json
+
+    from vrm.manifest import build_manifest
+
+    files = json.loads(Path(files_path).read_text())
+    manifest = build_manifest(config, git, files["files"], files["data_root"], workflow_folder)
+    write_json(manifest_path, manifest)
+    log.info("manifest %s: commit %s%s, %d data files, %d backbone files", manifest["id"],
+             git.get("commit"), " with uncommitted changes" if git.get("dirty") else "",
+             len(manifest["data_files"]), len(manifest["backbone"].get("files", {})))
+
+
+def _stamp(frame: pd.DataFrame, manifest: str | None) -> pd.DataFrame:
+    """Add the `manifest` column: the id of the manifest.json the table came from."""
+    return frame if manifest is None else frame.assign(manifest=manifest)
+
+
 def aggregate(config: dict[str, Any], pairs_path: str, prepare_report: str, score_paths: list[str],
               keys: list[tuple[str, str, int]], cue_paths: list[str], cue_keys: list[tuple[str, str, str]],
-              outputs: dict[str, str]) -> None:
+              outputs: dict[str, str], manifest_path: str | None = None) -> None:
     """Write the result tables: main, per seed, comparisons, reliability bins and benchmark sizes."""
     import json
+
+    from vrm.manifest import read_manifest_id
 
     from vrm.report.aggregate import (
         ScoreFile, benchmark_table, compare_to_baseline, per_seed_metrics, reliability_table, summarize, to_markdown,
@@ -732,13 +762,17 @@ def aggregate(config: dict[str, Any], pairs_path: str, prepare_report: str, scor
         evaluation.get("bootstrap_samples", 2000), evaluation.get("bootstrap_seed", 0),
     )
     summary = json.loads(Path(prepare_report).read_text())
-    write_csv(outputs["per_seed"], per_seed)
-    write_csv(outputs["main"], main)
-    write_text(outputs["markdown"], to_markdown(main))
-    write_csv(outputs["comparisons"], comparisons)
-    write_csv(outputs["reliability"], reliability_table(pairs, files, bins))
+    manifest = read_manifest_id(manifest_path) if manifest_path else None
+    write_csv(outputs["per_seed"], _stamp(per_seed, manifest))
+    write_csv(outputs["main"], _stamp(main, manifest))
+    markdown = to_markdown(main)
+    if manifest:
+        markdown += f"\nFrom manifest {manifest} ({Path(manifest_path).name} in the results folder).\n"
+    write_text(outputs["markdown"], markdown)
+    write_csv(outputs["comparisons"], _stamp(comparisons, manifest))
+    write_csv(outputs["reliability"], _stamp(reliability_table(pairs, files, bins), manifest))
     benchmarks = benchmark_table(pairs, list(config["train_sets"]), config["benchmarks"], summary)
-    write_csv(outputs["benchmarks"], benchmarks)
+    write_csv(outputs["benchmarks"], _stamp(benchmarks, manifest))
     for row in benchmarks.drop_duplicates("source").itertuples():
         if row.left_out_prompt_in_training:
             log.info("source %s: %d pairs left out because their prompt is in a training or validation split",
@@ -756,8 +790,10 @@ def figures(main_csv: str, reliability_csv: str, outputs: dict[str, str]) -> Non
         plot_cues(main, outputs["cue_png"], outputs["cue_pdf"])
 
 
-def generalization_table(table_paths: list[str], table_path: str, png_path: str, pdf_path: str) -> None:
+def generalization_table(table_paths: list[str], table_path: str, png_path: str, pdf_path: str,
+                         manifest_path: str | None = None) -> None:
     """Join the per-method generalization tables and draw gap and bound against n."""
+    from vrm.manifest import read_manifest_id
     from vrm.report.figures import plot_generalization
 
     table = pd.concat([pd.read_csv(path) for path in table_paths], ignore_index=True)
@@ -767,7 +803,7 @@ def generalization_table(table_paths: list[str], table_path: str, png_path: str,
             log.warning("%d rows have a PAC-Bayes-kl bound below their %s (%s)", len(below), column,
                         ", ".join(f"{r.train_set} {r.method} n={r.n} seed {r.seed} prior {r.prior}"
                                   for r in below.head(5).itertuples()))
-    write_csv(table_path, table)
+    write_csv(table_path, _stamp(table, read_manifest_id(manifest_path) if manifest_path else None))
     plot_generalization(table, png_path, pdf_path)
 
 
@@ -777,7 +813,9 @@ def generalization_table(table_paths: list[str], table_path: str, png_path: str,
 def _dispatch(job) -> None:
     rule, cfg = job.rule, getattr(job.params, "config", {})
     if rule == "prepare":
-        prepare(cfg, job.output.pairs, job.output.report, job.params.report_dir)
+        prepare(cfg, job.output.pairs, job.output.report, job.params.report_dir, job.output.files)
+    elif rule == "manifest":
+        write_manifest(cfg, dict(job.params.git), job.input.files, job.output.manifest, job.params.workflow_folder)
     elif rule == "features":
         features(cfg, job.input.pairs, job.output.features, job.threads)
     elif rule == "train":
@@ -794,8 +832,8 @@ def _dispatch(job) -> None:
         keys = [tuple(key) for key in job.params.score_keys]
         cue_keys = [tuple(key) for key in job.params.cue_keys]
         aggregate(cfg, job.input.pairs, job.input.prepare, list(job.input.scores), keys, list(job.input.cue_scores),
-                  cue_keys, dict(job.output.items()))
-    elif rule == "figures":
+                  cue_keys, dict(job.output.items()), job.input.manifest)
+    elif rule == "plot":
         figures(job.input.main, job.input.reliability, dict(job.output.items()))
     elif rule == "generalization":
         generalization(cfg, job.input.pairs, job.input.features, job.wildcards.method, job.input.best,
@@ -803,7 +841,8 @@ def _dispatch(job) -> None:
     elif rule == "generalization_synthetic":
         generalization(cfg, None, None, job.wildcards.method, None, job.output.table, job.threads, synthetic=True)
     elif rule == "generalization_table":
-        generalization_table(list(job.input.tables), job.output.table, job.output.png, job.output.pdf)
+        generalization_table(list(job.input.tables), job.output.table, job.output.png, job.output.pdf,
+                             job.input.manifest)
     elif rule == "finetune":
         w = job.wildcards
         finetune_stage(cfg, job.input.pairs, w.train_set, w.method, int(w.seed), str(Path(job.output.config).parent),

@@ -1,8 +1,10 @@
 """Hyperparameter sweeps with Ray Tune: one sweep per (training set, method), on train and validation pairs only.
 
 A sweep samples configurations from the search space in the config (random search by
-default, Optuna's TPE on request), stops weak trials early with ASHA, retries failed
-trials, and resumes an interrupted sweep with `Tuner.restore` instead of starting over.
+default, Optuna's TPE on request), stops weak trials early by successive halving, retries
+failed trials, and resumes an interrupted sweep with `Tuner.restore` instead of starting
+over. The halving decisions follow the trials' order, not the order in which concurrent
+trials happen to report (see `RungBoard`), so the same config gives the same sweep.
 Ray runs on this machine only (node address 127.0.0.1, no dashboard, usage statistics
 off) unless the config names a running cluster with `ray_address`.
 """
@@ -14,6 +16,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -84,8 +87,109 @@ def _to_builtin(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+class _StopTrial(Exception):
+    """Raised from the epoch callback when successive halving stops the trial."""
+
+
+class RungBoard:
+    """Successive halving (the rule of ASHA) whose decisions do not depend on timing.
+
+    Ray's ASHA compares a trial reaching a rung with the trials that reached it before,
+    so with concurrent trials the outcome depends on which one reports first. Here trial
+    i, at a rung, writes its metric to a file and waits until every trial with a lower
+    index has either written its own or ended before that rung. It is then stopped when
+    its metric is worse than the (1 - 1/reduction_factor) quantile of those earlier
+    trials' metrics, as Ray's ASHA (2.60) would decide had the trials reported in index
+    order. Unlike ASHA, a trial whose metric is NaN or infinite at a rung is stopped.
+    The files live in the sweep's folder, so a resumed sweep keeps them. With a Ray
+    cluster (`ray_address`) that folder must be on storage every node reads.
+
+    NOTE: a trial that raises records its end, so later trials decide without it until
+    its retry starts; such a sweep may differ from a rerun. A trial whose worker process
+    dies without raising records nothing, and later trials wait `timeout_s` for it.
+    """
+
+    def __init__(self, folder: str | Path, metric: str, mode: str, grace_period: int, reduction_factor: float,
+                 max_t: int, timeout_s: float = 3600.0):
+        self.folder = Path(folder)
+        self.metric = metric
+        self.reduction_factor = float(reduction_factor)
+        self.mode = mode
+        self.timeout_s = timeout_s
+        self.rungs = []
+        rung = int(grace_period)
+        while rung < max_t:
+            self.rungs.append(rung)
+            rung = int(math.ceil(rung * self.reduction_factor))
+
+    def _rung_file(self, rung: int, index: int) -> Path:
+        return self.folder / f"rung{rung}" / f"{index:05d}"
+
+    def _end_file(self, index: int) -> Path:
+        return self.folder / "ended" / f"{index:05d}"
+
+    @staticmethod
+    def _write(path: Path, text: str) -> None:
+        from vrm.io import write_text
+
+        write_text(path, text)
+
+    def start(self, index: int) -> None:
+        """Forget an earlier end of trial `index` (a retry after a failure restarts it)."""
+        self._end_file(index).unlink(missing_ok=True)
+
+    def end(self, index: int, epochs: int) -> None:
+        """Record that trial `index` ended after `epochs` epochs."""
+        self._write(self._end_file(index), str(epochs))
+
+    def should_stop(self, index: int, epoch: int, record: dict[str, float]) -> bool:
+        """Record trial `index`'s metric after `epoch` epochs (1-based) and decide whether it stops."""
+        if epoch not in self.rungs:
+            return False
+        value = float(record.get(self.metric, math.nan))
+        self._write(self._rung_file(epoch, index), repr(value))
+        earlier = []
+        for other in range(index):
+            other_value = self._wait_for(index, other, epoch)
+            if other_value is not None and math.isfinite(other_value):
+                earlier.append(other_value)
+        if not earlier or not math.isfinite(value):
+            return not math.isfinite(value)
+        # ASHA keeps the top 1/reduction_factor of the metrics recorded at a rung.
+        signed = np.array(earlier) * (1.0 if self.mode == "max" else -1.0)
+        cutoff = np.percentile(signed, (1.0 - 1.0 / self.reduction_factor) * 100.0)
+        return bool(value * (1.0 if self.mode == "max" else -1.0) < cutoff)
+
+    def _wait_for(self, index: int, other: int, rung: int) -> float | None:
+        """Metric of trial `other` at `rung`, or None when it ended before reaching it."""
+        import time
+
+        rung_file, end_file = self._rung_file(rung, other), self._end_file(other)
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            if rung_file.exists():
+                return float(rung_file.read_text())
+            if end_file.exists() and int(end_file.read_text() or 0) < rung:
+                return None
+            if time.monotonic() > deadline:
+                log.warning(
+                    "trial %d waited %.0f s for trial %d at epoch %d; deciding without it, so this "
+                    "sweep may differ from a rerun", index, self.timeout_s, other, rung,
+                )
+                return None
+            time.sleep(0.05)
+
+
+def _trial_index(trial_id: str) -> int:
+    """Index of a trial in its sweep, from Ray's id (`<experiment>_<index>`)."""
+    match = re.search(r"_(\d+)$", trial_id)
+    if not match:
+        raise RuntimeError(f"cannot read the trial index from Ray trial id {trial_id!r}")
+    return int(match.group(1))
+
+
 def _trial(trial_config, *, method, plugins, base_options, base_training, seed, threads, train_features,
-           validation_features, events_path):
+           validation_features, events_path, halving=None):
     """Body of one Ray Tune trial: train with the sampled configuration, report every epoch."""
     from ray import tune
 
@@ -95,14 +199,29 @@ def _trial(trial_config, *, method, plugins, base_options, base_training, seed, 
     load_plugins(plugins)  # a Ray worker is a fresh process: out-of-tree methods register here
 
     trial_id = tune.get_context().get_trial_id()
+    index = _trial_index(trial_id)
     _log_event(events_path, "start", trial_id)
     options, training = split_trial_config(method, trial_config)
     config = TrainConfig(**{**base_training, **training}, seed=seed, threads=threads)
+    board = RungBoard(**halving) if halving else None
+    epochs = 0
 
     def report(record: dict[str, float]) -> None:
+        nonlocal epochs
+        epochs += 1
         tune.report({key: value for key, value in record.items() if isinstance(value, (int, float))})
+        if board is not None and board.should_stop(index, epochs, record):
+            raise _StopTrial
 
-    train_method(method, {**base_options, **options}, train_features, validation_features, config, on_epoch=report)
+    if board is not None:
+        board.start(index)
+    try:
+        train_method(method, {**base_options, **options}, train_features, validation_features, config, on_epoch=report)
+    except _StopTrial:
+        pass
+    finally:
+        if board is not None:
+            board.end(index, epochs)
     _log_event(events_path, "end", trial_id)
 
 
@@ -150,7 +269,6 @@ def run_sweep(
     stored under `storage`, so a rerun after an interruption resumes it.
     """
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     metric = settings.get("metric", "validation_pair_nll")
     mode = METRIC_MODES[metric]
@@ -168,11 +286,22 @@ def run_sweep(
     trial_threads = max(1, int(resources.get("cpu", 1)))
     init_ray(settings.get("ray_address"), threads)
 
+    storage = Path(storage).resolve()
+    experiment = storage / "sweep"
+    asha = settings.get("asha")
+    halving = None
+    if asha:
+        halving = {
+            "folder": str(storage / "rungs"), "metric": metric, "mode": mode,
+            "grace_period": int(asha.get("grace_period", 5)),
+            "reduction_factor": float(asha.get("reduction_factor", 3)),
+            "max_t": int(base_training.get("max_epochs", 60)),
+        }
     trainable = tune.with_parameters(
         _trial, method=method, plugins=list(plugins), base_options=base_options, base_training=base_training,
         seed=int(settings.get("seed", 0)), threads=trial_threads,
         train_features=train_features, validation_features=validation_features,
-        events_path=events_path,
+        events_path=events_path, halving=halving,
     )
     trainable = tune.with_resources(trainable, {"cpu": resources.get("cpu", 1), "gpu": resources.get("gpu", 0)})
 
@@ -184,22 +313,12 @@ def run_sweep(
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(os.getpid(), signal.SIGINT))
 
-    storage = Path(storage).resolve()
-    experiment = storage / "sweep"
     if tune.Tuner.can_restore(str(experiment)):
         log.info("resuming the sweep stored in %s", experiment)
         tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True, restart_errored=True)
         return tuner.fit()
 
-    scheduler = None
-    asha = settings.get("asha")
-    if asha:
-        scheduler = ASHAScheduler(
-            time_attr="training_iteration",
-            max_t=int(base_training.get("max_epochs", 60)),
-            grace_period=int(asha.get("grace_period", 5)),
-            reduction_factor=float(asha.get("reduction_factor", 3)),
-        )
+    shutil.rmtree(storage / "rungs", ignore_errors=True)  # a new sweep: earlier rung records do not apply
     seed = int(settings.get("seed", 0))
     if settings.get("search", "random") == "optuna":
         from optuna.samplers import TPESampler
@@ -216,7 +335,7 @@ def run_sweep(
         param_space=space,
         tune_config=tune.TuneConfig(
             metric=metric, mode=mode, num_samples=int(settings.get("num_samples", 16)),
-            search_alg=search, scheduler=scheduler, reuse_actors=True,
+            search_alg=search, reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name="sweep", storage_path=str(storage),

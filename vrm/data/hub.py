@@ -21,7 +21,7 @@ import pandas as pd
 from vrm.data.adapters import add_hh_rlhf_record, add_note
 from vrm.data.local import add_chat_or_text_record
 from vrm.data.pairs import PairCollector
-from vrm.data.readers import Record, require_field, require_type
+from vrm.data.readers import FILES_READ, Record, note_file_read, require_field, require_type
 from vrm.data.schema import DROP_TIE, PAIR_COLUMNS, DatasetNotFoundError
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ def load_hub_dataset(
     """Load one split of a hub dataset; raises OSError (ConnectionError offline) on failure."""
     import datasets
 
+    FILES_READ.add(hub_label(hub_id, data_dir, split))
     return datasets.load_dataset(
         hub_id, data_dir=data_dir, split=split, cache_dir=None if cache_dir is None else str(cache_dir)
     )
@@ -62,6 +63,8 @@ def load_files_dataset(data_files: str | Path | Sequence[str | Path], cache_dir:
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
         raise DatasetNotFoundError(f"data files not found: {', '.join(missing)}. Check the paths")
+    for path in paths:
+        note_file_read(path)
     builders = {"parquet" if path.name.endswith(".parquet") else "json" for path in paths}
     if len(builders) != 1:
         raise ValueError("data_files mixes Parquet and JSON files; load them separately")

@@ -57,7 +57,17 @@ def json_type_name(value: Any) -> str:
     return type(value).__name__
 
 
+# Every data file read in this process, for the results' manifest (vrm.manifest).
+FILES_READ: set[str] = set()
+
+
+def note_file_read(path: str | Path) -> None:
+    """Add a data file to FILES_READ."""
+    FILES_READ.add(str(Path(path).resolve()))
+
+
 def _read_bytes(path: Path) -> bytes:
+    note_file_read(path)
     if not path.is_file():
         raise DataFormatError(path, None, "file not found", "Check the path")
     if path.suffix == ".gz":
@@ -205,6 +215,7 @@ def read_parquet_records(path: str | Path) -> list[Record]:
     import pyarrow.parquet
 
     path = Path(path)
+    note_file_read(path)
     if not path.is_file():
         raise DataFormatError(path, None, "file not found", "Check the path")
     if path.stat().st_size == 0:

@@ -24,15 +24,25 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 
 def method_styles(methods: list[str]) -> dict[str, dict[str, str]]:
-    """Color, hatch (bars) and marker (lines) per method, fixed by the sorted method names."""
-    return {
+    """Color, hatch (bars) and marker (lines) of each of `methods`.
+
+    A method's style is set by its place among the sorted names of every registered
+    method (plus `methods`), not among the methods of one figure, so it stays the same
+    in every figure and every config.
+    """
+    from vrm.methods.registry import METHODS, load_builtin_methods
+
+    load_builtin_methods()
+    names = sorted(set(METHODS) | set(methods))
+    styles = {
         method: {
             "color": PALETTE[i % len(PALETTE)],
             "hatch": HATCHES[(i // len(PALETTE)) % len(HATCHES)],
             "marker": MARKERS[(i // len(PALETTE)) % len(MARKERS)],
         }
-        for i, method in enumerate(sorted(methods))
+        for i, method in enumerate(names)
     }
+    return {method: styles[method] for method in methods}
 
 
 def _save(figure, png_path: str, pdf_path: str) -> None:

@@ -56,9 +56,10 @@ rule generalization_table:
         tables=[f"{RESULTS}/generalization/{m}.csv" for m in GENERALIZATION_METHODS]
         + ([f"{RESULTS}/generalization/synthetic/{m}.csv" for m in GENERALIZATION_METHODS]
            if GENERALIZATION.get("synthetic") else []),
+        manifest=rules.manifest.output.manifest,
     output:
-        table=f"{RESULTS}/tables/generalization.csv",
-        png=f"{RESULTS}/figures/generalization.png",
+        table=report(f"{RESULTS}/tables/generalization.csv", caption="../report/generalization_table.rst", category="Tables"),
+        png=report(f"{RESULTS}/figures/generalization.png", caption="../report/generalization_figure.rst", category="Figures"),
         pdf=f"{RESULTS}/figures/generalization.pdf",
     resources:
         **rule_resources("generalization_table"),
