@@ -183,7 +183,7 @@ def test_figures_target_rebuilds_without_training(ci_run, repo_root):
     before = {path.name: path.stat().st_size for path in (results / "figures").iterdir()}
     assert {"main.png", "main.pdf", "generalization.png", "cue.pdf", "reliability.pdf"} <= set(before)
     shutil.rmtree(results / "figures")
-    run = snakemake(repo_root, *args, "figures")
+    run = snakemake(repo_root, "figures", *args)  # a target after --configfile would be read as a config file
     assert run.returncode == 0, run.stderr[-3000:]
     ran = set(re.findall(r"^(?:local)?rule (\w+):", run.stderr, flags=re.MULTILINE))
     assert ran == {"plot", "generalization_table", "figures"}, ran
