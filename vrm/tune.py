@@ -105,8 +105,8 @@ class RungBoard:
     cluster (`ray_address`) that folder must be on storage every node reads.
 
     NOTE: a trial that raises records its end, so later trials decide without it until
-    its retry starts; such a sweep may differ from a rerun. A trial whose worker process
-    dies without raising records nothing, and later trials wait `timeout_s` for it.
+    its retry starts, and such a sweep may differ from a rerun. A trial whose worker
+    process dies without raising records nothing, and later trials wait `timeout_s` for it.
     """
 
     def __init__(self, folder: str | Path, metric: str, mode: str, grace_period: int, reduction_factor: float,

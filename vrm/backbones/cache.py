@@ -7,7 +7,8 @@ dtype (described in that folder's ``settings.json``). A shard contains two tenso
 (float32 [n, dim]), plus a sha256 checksum of both in its metadata.
 
 A lookup reads every shard of the folder, encodes only the items it did not find, and
-writes them as one new shard. The shard is written to a temporary file in the same folder
+writes them as new shards of at most ``shard_items`` items each, one as soon as it is
+encoded, so an interrupted encoding keeps every finished shard. The shard is written to a temporary file in the same folder
 and moved into place with ``os.replace``, so readers never see a partial shard. Shards
 are never rewritten, and processes that run at the same time write separate shards.
 
@@ -52,14 +53,15 @@ class CacheStats:
     unique: int
     hits: int
     encoded: int
-    new_shard: Path | None
+    new_shard: Path | None  # the last shard this lookup wrote, or None when it encoded nothing
 
 
 class FeatureCache:
     """A folder of feature shards that ``get_or_encode`` reads and appends to."""
 
-    def __init__(self, cache_dir: str | Path):
+    def __init__(self, cache_dir: str | Path, shard_items: int = 1024):
         self.cache_dir = Path(cache_dir)
+        self.shard_items = shard_items
 
     def settings_for(self, backbone: Backbone, max_length: int) -> dict[str, str]:
         """Return the settings that decide a feature vector, besides the item itself."""
@@ -106,14 +108,19 @@ class FeatureCache:
         missing = [key for key in unique_keys if key not in found_rows]
         new_shard = None
         if missing:
+            def save(positions: list[int], features: torch.Tensor) -> None:
+                nonlocal new_shard
+                new_shard = self._write_shard(folder, settings, [missing[p] for p in positions], features)
+
             encoded = backbone.encode(
                 [items[unique_keys[key]] for key in missing],
                 max_length=max_length,
                 batch_size=batch_size,
                 threads=threads,
                 progress=progress,
+                on_checkpoint=save,
+                checkpoint_every=self.shard_items,
             )
-            new_shard = self._write_shard(folder, settings, missing, encoded)
             for row, key in enumerate(missing):
                 found_rows[key] = found_features.shape[0] + row
             found_features = torch.cat([found_features, encoded])

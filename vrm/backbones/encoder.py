@@ -20,7 +20,7 @@ the raw pooled states.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import hashlib
 import logging
 import os
@@ -378,6 +378,8 @@ class Backbone:
         batch_size: int = 32,
         threads: int | None = None,
         progress: bool = True,
+        on_checkpoint: Callable[[list[int], torch.Tensor], None] | None = None,
+        checkpoint_every: int = 1024,
     ) -> torch.Tensor:
         """Encode items into a float32 tensor of shape [len(items), dim], in input order.
 
@@ -385,7 +387,11 @@ class Backbone:
         count so each batch pads to a similar length, and the rows are put back in input
         order afterwards. ``threads`` sets the torch intra-op threads for this call (torch
         keeps one process-wide setting, restored on return). ``progress`` shows a tqdm bar
-        with texts per second on stderr.
+        with texts per second on stderr. ``on_checkpoint(positions, features)`` receives
+        the vectors encoded so far, at least every ``checkpoint_every`` unique items and at
+        the end; ``positions`` index the unique items in order of first appearance (the
+        input positions when the items are unique). The feature cache stores each call as a
+        shard, so an interrupted encoding keeps what it finished.
         """
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -415,10 +421,16 @@ class Backbone:
                 disable=not progress,
                 dynamic_ncols=True,
             ) as bar:
+                pending: list[int] = []
                 for start in range(0, len(order), batch_size):
                     batch_rows = order[start : start + batch_size]
                     pooled[batch_rows] = self._encode_batch([tokenized[i] for i in batch_rows])
                     bar.update(len(batch_rows))
+                    pending += batch_rows
+                    is_last = start + batch_size >= len(order)
+                    if on_checkpoint is not None and (len(pending) >= checkpoint_every or is_last):
+                        on_checkpoint(pending, pooled[pending])
+                        pending = []
         finally:
             if threads is not None:
                 torch.set_num_threads(previous_threads)
