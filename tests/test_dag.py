@@ -193,7 +193,9 @@ def test_figures_target_rebuilds_without_training(ci_run, repo_root):
 def test_report_builds_offline(ci_run, repo_root, tmp_path):
     _, args = ci_run
     report = tmp_path / "report.html"
-    run = snakemake(repo_root, *args, "--report", str(report))
+    # Without --cores, as the README gives the command; the workflow profile supplies it.
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--report", str(report), *args],
+                         cwd=repo_root, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     html = report.read_text(errors="replace")
     assert report.stat().st_size > 100_000

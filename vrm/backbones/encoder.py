@@ -388,9 +388,9 @@ class Backbone:
         order afterwards. ``threads`` sets the torch intra-op threads for this call (torch
         keeps one process-wide setting, restored on return). ``progress`` shows a tqdm bar
         with texts per second on stderr. ``on_checkpoint(positions, features)`` receives
-        the vectors encoded so far, at least every ``checkpoint_every`` unique items and at
-        the end; ``positions`` index the unique items in order of first appearance (the
-        input positions when the items are unique). The feature cache stores each call as a
+        the vectors encoded since its last call, once ``checkpoint_every`` or more have
+        accumulated, and the rest at the end. ``positions`` index the unique items in order
+        of first appearance, which are the input positions when the items are unique. The feature cache stores each call as a
         shard, so an interrupted encoding keeps what it finished.
         """
         if not isinstance(batch_size, int) or batch_size < 1:
