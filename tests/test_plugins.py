@@ -38,7 +38,11 @@ def test_plugin_method_reaches_main_table(repo_root, data_root, tmp_path):
         "results_dir": str(results),
         "data_root": str(data_root),
         "plugins": ["hinge_baseline"],
-        "methods": {"bt": {"hidden": 64}, "hinge": {"hidden": 64}},  # merged over vrm and bt of the default
+        # Merged over the CI config's methods; only bt (the baseline) and hinge stay on.
+        "methods": {"bt": {"hidden": 64}, "hinge": {"hidden": 64}, "vrm": False, "inform": False,
+                    "vrm-deterministic": False},
+        "cues": None,
+        "generalization": None,
         "train_sets": {"rmb": {"sources": ["rmb"], "max_pairs": 300}},
         "seeds": [0, 1],
         "tune": {"num_samples": 2, "spaces": {"hinge": {"learning_rate": {"loguniform": [0.0003, 0.003]},

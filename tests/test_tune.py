@@ -52,8 +52,9 @@ def test_four_trial_sweep_and_best_config(tmp_path):
     assert best["training"]["learning_rate"] == pytest.approx(winner["config/learning_rate"])
     assert best["method_options"]["hidden"] == winner["config/hidden"]
 
-    columns = plot_sweep(table, "validation_pair_nll", str(tmp_path / "sweep.png"))
+    columns = plot_sweep(table, "validation_pair_nll", str(tmp_path / "sweep.png"), str(tmp_path / "sweep.pdf"), "bt")
     assert (tmp_path / "sweep.png").stat().st_size > 1000
+    assert (tmp_path / "sweep.pdf").read_bytes().startswith(b"%PDF")
     assert set(columns) <= {"learning_rate", "hidden"}
 
 
@@ -206,3 +207,11 @@ def test_halving_sweep_repeats_exactly(tmp_path):
     assert first["epochs"].tolist() == second["epochs"].tolist()
     assert first["best_validation_pair_nll"].tolist() == second["best_validation_pair_nll"].tolist()
     assert first["config/learning_rate"].tolist() == second["config/learning_rate"].tolist()
+
+
+def test_sweep_figure_without_trials(tmp_path):
+    columns = plot_sweep(pd.DataFrame(), "validation_pair_nll", str(tmp_path / "sweep.png"), str(tmp_path / "sweep.pdf"),
+                         "vrm", note="tune.enabled is false: no sweep")
+    assert columns == []
+    assert (tmp_path / "sweep.png").stat().st_size > 1000
+    assert (tmp_path / "sweep.pdf").read_bytes().startswith(b"%PDF")

@@ -255,7 +255,7 @@ def sweep_inputs(pairs: pd.DataFrame, tensors, train_set: str):
 
 
 def tune(config: dict[str, Any], pairs_path: str, features_path: str, train_set: str, method: str,
-         trials_csv: str, best_yaml: str, figure_png: str, threads: int) -> None:
+         trials_csv: str, best_yaml: str, figure_png: str, threads: int, figure_pdf: str | None = None) -> None:
     import yaml
 
     from vrm.methods import load_plugins
@@ -268,7 +268,8 @@ def tune(config: dict[str, Any], pairs_path: str, features_path: str, train_set:
     if not settings.get("enabled", True):
         write_csv(trials_csv, pd.DataFrame({"trial_id": [], "status": []}))
         write_text(best_yaml, yaml.safe_dump({"method": method, "sweep": "disabled", "method_options": {}, "training": {}}))
-        write_text(figure_png, "")
+        plot_sweep(pd.DataFrame(), settings.get("metric", "validation_pair_nll"), figure_png, figure_pdf, method,
+                   note="tune.enabled is false: no sweep")
         log.info("tune.enabled is false: %s on %s trains at the configured hyperparameters", method, train_set)
         return
 
@@ -293,7 +294,7 @@ def tune(config: dict[str, Any], pairs_path: str, features_path: str, train_set:
     best = best_configuration(table, method, metric)
     write_csv(trials_csv, table)
     write_text(best_yaml, yaml.safe_dump(best, sort_keys=False))
-    top = plot_sweep(table, metric, figure_png)
+    top = plot_sweep(table, metric, figure_png, figure_pdf, method)
     log.info("%d trials (%d failed); best %s %.4f from trial %s; most influential: %s",
              len(table), best["failed_trials"], metric, best["value"], best["trial_id"], ", ".join(top))
 
@@ -825,7 +826,7 @@ def _dispatch(job) -> None:
     elif rule == "tune":
         w = job.wildcards
         tune(cfg, job.input.pairs, job.input.features, w.train_set, w.method, job.output.trials,
-             job.output.best, job.output.figure, job.threads)
+             job.output.best, job.output.figure, job.threads, job.output.figure_pdf)
     elif rule == "evaluate":
         evaluate(cfg, job.input.pairs, job.input.features, str(Path(job.input.model).parent), job.output.scores)
     elif rule == "aggregate":

@@ -431,14 +431,24 @@ def best_configuration(table: pd.DataFrame, method: str, metric: str) -> dict[st
     }
 
 
-def plot_sweep(table: pd.DataFrame, metric: str, png_path: str) -> list[str]:
-    """Scatter the validation metric against the two hyperparameters most rank-correlated with it."""
+def plot_sweep(table: pd.DataFrame, metric: str, png_path: str, pdf_path: str | None = None,
+               method: str | None = None, note: str = "fewer than 3 finished trials") -> list[str]:
+    """Scatter the validation metric against the two hyperparameters most rank-correlated with it.
+
+    The points take `method`'s color and marker from the shared figure style. `note` is
+    drawn instead when no hyperparameter can be ranked (fewer than 3 finished trials).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from scipy.stats import spearmanr
 
+    from vrm.report.figures import method_styles
+
+    style = method_styles([method])[method] if method else {"color": "#0072B2", "marker": "o"}
+    if f"best_{metric}" not in table:
+        table = table.assign(**{f"best_{metric}": pd.Series(dtype=float)})
     finished = table[table[f"best_{metric}"].notna()]
     scores = {}
     for column in (c for c in table.columns if c.startswith("config/")):
@@ -451,14 +461,18 @@ def plot_sweep(table: pd.DataFrame, metric: str, png_path: str) -> list[str]:
     figure, axes = plt.subplots(1, max(1, len(top)), figsize=(4.5 * max(1, len(top)), 3.4), squeeze=False)
     for axis, column in zip(axes[0], top):
         values = pd.to_numeric(finished[column], errors="coerce")
-        axis.scatter(values, finished[f"best_{metric}"], color="#0072B2", s=18)
+        axis.scatter(values, finished[f"best_{metric}"], color=style["color"], marker=style["marker"], s=18)
         if values.min() > 0 and values.max() / values.min() > 10:
             axis.set_xscale("log")
         axis.set_xlabel(f"{column.removeprefix('config/')} (|Spearman| {scores[column]:.2f})")
         axis.set_ylabel(METRIC_LABELS[metric])
     if not top:
-        axes[0][0].text(0.5, 0.5, "fewer than 3 finished trials", ha="center", va="center")
+        axes[0][0].text(0.5, 0.5, note, ha="center", va="center")
+    if method:
+        figure.suptitle(f"sweep of {method}", fontsize=10)
     figure.tight_layout()
     figure.savefig(png_path, dpi=130)
+    if pdf_path:
+        figure.savefig(pdf_path)
     plt.close(figure)
     return [column.removeprefix("config/") for column in top]

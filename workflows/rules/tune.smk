@@ -5,7 +5,9 @@ rule tune:
     output:
         trials=f"{RESULTS}/tune/{{train_set}}/{{method}}/trials.csv",
         best=f"{RESULTS}/tune/{{train_set}}/{{method}}/best_config.yaml",
-        figure=f"{RESULTS}/tune/{{train_set}}/{{method}}/sweep.png",
+        figure=report(f"{RESULTS}/tune/{{train_set}}/{{method}}/sweep.png", caption="../report/sweep_figure.rst",
+                      category="Sweeps", subcategory="{train_set}", labels={"method": "{method}"}),
+        figure_pdf=f"{RESULTS}/tune/{{train_set}}/{{method}}/sweep.pdf",
     params:
         config=lambda wildcards: {
             "tune": config.get("tune", {}),
