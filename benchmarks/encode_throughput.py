@@ -37,6 +37,7 @@ import torch
 import transformers
 
 from vrm.backbones import Backbone, FeatureCache
+from vrm.manifest import cpu_model
 
 AUTOJ_FILE = Path("autoj-pairwise-test") / "data" / "test" / "testdata_pairwise.jsonl"
 TEXT_FIELDS = ("prompt", "response 1", "response 2", "chosen", "rejected", "response", "text")
@@ -164,14 +165,7 @@ def wait_for_quiet(threshold: float, max_wait: float) -> bool:
 
 
 def describe_machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {
         "cpu": cpu,

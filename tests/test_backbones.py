@@ -361,8 +361,8 @@ def test_killed_encoding_keeps_finished_shards(tmp_path):
         time.sleep(0.05)
     job.send_signal(signal.SIGTERM)
     job.communicate(timeout=60)
-    kept = len(list(cache.glob("*/shard-*.safetensors")))
-    assert kept >= 2
+    shards_kept = len(list(cache.glob("*/shard-*.safetensors")))
+    assert shards_kept >= 2
     assert job.returncode != 0, "the encoding finished before it was stopped"
 
     rerun = subprocess.run([sys.executable, "-c", ENCODE_SCRIPT, str(cache)], capture_output=True, text=True)
@@ -370,7 +370,7 @@ def test_killed_encoding_keeps_finished_shards(tmp_path):
     encoded, hits = (int(value) for value in re.findall(r"\d+", rerun.stdout))
     assert hits >= 2 * 64
     assert encoded + hits == 600
-    assert hits == 64 * kept
+    assert hits == 64 * shards_kept
 
 
 def test_cache_keys_include_max_length(tmp_path, minilm):

@@ -3,7 +3,6 @@ the rerun repeats no finished job."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 import re
 import signal

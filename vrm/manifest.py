@@ -3,10 +3,10 @@
 The manifest records what a run's numbers depend on. These are the git commit of the
 workflow and whether its tree had uncommitted changes, the resolved config and its
 sha256, and the versions of the packages that compute the numbers. It also records the
-sha256 of every data file read and of the backbone's files, the seeds and the hardware. Its `id` is a sha256 over those
-fields except the creation time, the host name and the absolute paths, so two clones of
-one commit on one machine get the same id. Every table carries that id in a `manifest`
-column.
+sha256 of every data file read and of the backbone's files, the seeds and the hardware.
+Its `id` is a sha256 over those fields except the creation time, the host name and the
+absolute paths, so two clones of one commit on one machine get the same id. Every table
+carries that id in a `manifest` column.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from vrm.io import sha256_file
+
 # Distributions whose versions are recorded, when installed.
 PACKAGES = (
     "vrm-bench", "torch", "transformers", "tokenizers", "safetensors", "peft", "accelerate", "datasets",
@@ -28,15 +30,6 @@ PACKAGES = (
 )
 # Fields left out of the id, because they change between clones or runs without changing the numbers.
 UNHASHED = ("id", "created", "host", "workflow_folder", "data_root", "backbone_folder")
-CHUNK = 1 << 20
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def git_state(folder: str | Path) -> dict[str, Any]:
@@ -64,19 +57,22 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def hardware() -> dict[str, Any]:
-    """CPU model and count, memory and GPUs of this machine."""
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """Return the CPU model name from /proc/cpuinfo, or the platform's processor name elsewhere."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> dict[str, Any]:
+    """Describe the CPU model and count, memory and GPUs of this machine."""
     record: dict[str, Any] = {
         "system": f"{platform.system()} {platform.machine()}",
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cpus": os.cpu_count(),
     }
     try:
@@ -93,7 +89,7 @@ def hardware() -> dict[str, Any]:
 
 
 def data_files(paths: list[str], data_root: str | None) -> list[dict[str, Any]]:
-    """Name, size and sha256 of each data file read; hub datasets are named as such."""
+    """List the name, size and sha256 of each data file read, and name each hub dataset loaded."""
     root = Path(data_root).resolve() if data_root else None
     records = []
     for entry in sorted(set(paths)):
@@ -110,7 +106,7 @@ def data_files(paths: list[str], data_root: str | None) -> list[dict[str, Any]]:
 
 
 def backbone_files(name: str | None) -> dict[str, Any]:
-    """sha256 of each top-level file of a local backbone folder; a hub id is recorded by name."""
+    """Hash each top-level file of a local backbone folder, or record a hub id by name."""
     if not name:
         return {}
     from vrm.backbones.encoder import resolve_backbone
@@ -125,7 +121,9 @@ def backbone_files(name: str | None) -> dict[str, Any]:
 
 def seeds(config: dict[str, Any]) -> dict[str, Any]:
     """Collect every seed of the config. Each training job seeds Python's random, NumPy and torch with its seed."""
-    section = lambda key: config.get(key) or {}  # noqa: E731
+    def section(key: str) -> dict[str, Any]:
+        return config.get(key) or {}  # a section set to null reads as empty
+
     return {
         "training": config.get("seeds"),
         "split": section("split").get("seed", 0),
@@ -155,8 +153,11 @@ def manifest_id(manifest: dict[str, Any]) -> str:
 
 def build_manifest(config: dict[str, Any], git: dict[str, Any], files_read: list[str], data_root: str | None,
                    workflow_folder: str) -> dict[str, Any]:
-    mode = config.get("mode", "head")
-    backbone = (config.get("finetune") or {}).get("backbone") if mode == "finetune" else (config.get("backbone") or {}).get("name")
+    """Build the manifest of a run; `files_read` are the data files that `prepare` listed."""
+    if config.get("mode", "head") == "finetune":
+        backbone = (config.get("finetune") or {}).get("backbone")
+    else:
+        backbone = (config.get("backbone") or {}).get("name")
     manifest = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),

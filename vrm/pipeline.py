@@ -742,7 +742,6 @@ def aggregate(config: dict[str, Any], pairs_path: str, prepare_report: str, scor
     import json
 
     from vrm.manifest import read_manifest_id
-
     from vrm.report.aggregate import (
         ScoreFile, benchmark_table, compare_to_baseline, per_seed_metrics, reliability_table, summarize, to_markdown,
     )

@@ -19,6 +19,7 @@ import re
 import shutil
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from vrm.errors import UserError
+from vrm.io import write_text
 from vrm.methods.registry import Batch, get_method
 from vrm.train import TrainConfig
 
@@ -128,42 +130,37 @@ class RungBoard:
     def _end_file(self, index: int) -> Path:
         return self.folder / "ended" / f"{index:05d}"
 
-    @staticmethod
-    def _write(path: Path, text: str) -> None:
-        from vrm.io import write_text
-
-        write_text(path, text)
-
     def start(self, index: int) -> None:
         """Forget an earlier end of trial `index` (a retry after a failure restarts it)."""
         self._end_file(index).unlink(missing_ok=True)
 
     def end(self, index: int, epochs: int) -> None:
         """Record that trial `index` ended after `epochs` epochs."""
-        self._write(self._end_file(index), str(epochs))
+        write_text(self._end_file(index), str(epochs))
 
     def should_stop(self, index: int, epoch: int, record: dict[str, float]) -> bool:
         """Record trial `index`'s metric after `epoch` epochs (1-based) and decide whether it stops."""
         if epoch not in self.rungs:
             return False
         value = float(record.get(self.metric, math.nan))
-        self._write(self._rung_file(epoch, index), repr(value))
+        write_text(self._rung_file(epoch, index), repr(value))
         earlier = []
         for other in range(index):
             other_value = self._wait_for(index, other, epoch)
             if other_value is not None and math.isfinite(other_value):
                 earlier.append(other_value)
-        if not earlier or not math.isfinite(value):
-            return not math.isfinite(value)
-        # ASHA keeps the top 1/reduction_factor of the metrics recorded at a rung.
-        signed = np.array(earlier) * (1.0 if self.mode == "max" else -1.0)
-        cutoff = np.percentile(signed, (1.0 - 1.0 / self.reduction_factor) * 100.0)
-        return bool(value * (1.0 if self.mode == "max" else -1.0) < cutoff)
+        if not math.isfinite(value):
+            return True
+        if not earlier:
+            return False
+        # ASHA keeps the top 1/reduction_factor of the metrics recorded at a rung, on a
+        # scale where higher is better.
+        sign = 1.0 if self.mode == "max" else -1.0
+        cutoff = np.percentile(sign * np.array(earlier), (1.0 - 1.0 / self.reduction_factor) * 100.0)
+        return bool(sign * value < cutoff)
 
     def _wait_for(self, index: int, other: int, rung: int) -> float | None:
-        """Metric of trial `other` at `rung`, or None when it ended before reaching it."""
-        import time
-
+        """Return the metric of trial `other` at `rung`, or None when it ended before reaching it."""
         rung_file, end_file = self._rung_file(rung, other), self._end_file(other)
         deadline = time.monotonic() + self.timeout_s
         while True:

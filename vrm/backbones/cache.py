@@ -7,9 +7,10 @@ dtype (described in that folder's ``settings.json``). A shard contains two tenso
 (float32 [n, dim]), plus a sha256 checksum of both in its metadata.
 
 A lookup reads every shard of the folder, encodes only the items it did not find, and
-writes them as new shards of at most ``shard_items`` items each, one as soon as it is
-encoded, so an interrupted encoding keeps every finished shard. The shard is written to a temporary file in the same folder
-and moved into place with ``os.replace``, so readers never see a partial shard. Shards
+writes a new shard each time about ``shard_items`` of them are encoded, so an
+interrupted encoding keeps every finished shard. Each shard is written to a temporary
+file in the same folder and moved into place with ``os.replace``, so readers never see
+a partial shard. Shards
 are never rewritten, and processes that run at the same time write separate shards.
 
 A shard that cannot be parsed, does not match the folder's settings or fails its checksum

@@ -31,6 +31,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+from vrm.io import sha256_file
+
 logger = logging.getLogger(__name__)
 
 MINILM = "minilm"
@@ -94,7 +96,6 @@ FINGERPRINT_FILE_NAMES = frozenset(
     }
 )
 FINGERPRINT_FILE_SUFFIXES = (".safetensors", ".bin", ".index.json", ".tiktoken", ".py")
-HASH_CHUNK_BYTES = 1 << 20
 
 
 class BackboneNotFoundError(FileNotFoundError):
@@ -183,11 +184,7 @@ def hash_model_folder(folder: str | Path) -> str:
 
     digest = hashlib.sha256(b"vrm-model-folder/1\n")
     for entry in files:
-        file_digest = hashlib.sha256()
-        with entry.open("rb") as handle:
-            while chunk := handle.read(HASH_CHUNK_BYTES):
-                file_digest.update(chunk)
-        digest.update(f"{entry.name}\0{entry.stat().st_size}\0{file_digest.hexdigest()}\n".encode())
+        digest.update(f"{entry.name}\0{entry.stat().st_size}\0{sha256_file(entry)}\n".encode())
     return digest.hexdigest()
 
 
@@ -387,10 +384,12 @@ class Backbone:
         count so each batch pads to a similar length, and the rows are put back in input
         order afterwards. ``threads`` sets the torch intra-op threads for this call (torch
         keeps one process-wide setting, restored on return). ``progress`` shows a tqdm bar
-        with texts per second on stderr. ``on_checkpoint(positions, features)`` receives
-        the vectors encoded since its last call, once ``checkpoint_every`` or more have
-        accumulated, and the rest at the end. ``positions`` index the unique items in order
-        of first appearance, which are the input positions when the items are unique. The feature cache stores each call as a
+        with texts per second on stderr.
+
+        ``on_checkpoint(positions, features)`` receives the vectors encoded since its last
+        call, once ``checkpoint_every`` or more have accumulated, and the rest at the end.
+        ``positions`` index the unique items in order of first appearance, which are the
+        input positions when the items are unique. The feature cache stores each call as a
         shard, so an interrupted encoding keeps what it finished.
         """
         if not isinstance(batch_size, int) or batch_size < 1:

@@ -67,9 +67,9 @@ def note_file_read(path: str | Path) -> None:
 
 
 def _read_bytes(path: Path) -> bytes:
-    note_file_read(path)
     if not path.is_file():
         raise DataFormatError(path, None, "file not found", "Check the path")
+    note_file_read(path)
     if path.suffix == ".gz":
         try:
             with gzip.open(path, "rb") as handle:
@@ -215,9 +215,9 @@ def read_parquet_records(path: str | Path) -> list[Record]:
     import pyarrow.parquet
 
     path = Path(path)
-    note_file_read(path)
     if not path.is_file():
         raise DataFormatError(path, None, "file not found", "Check the path")
+    note_file_read(path)
     if path.stat().st_size == 0:
         raise DataFormatError(path, None, "empty file", "Check that the file was written completely")
     try:
